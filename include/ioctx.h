@@ -1,0 +1,315 @@
+/*
+ * ioctx.h - Asio-style asynchronous writes on POSIX stream descriptors.
+ *
+ * A server thread starts a write with io_descriptor_async_write_some() or
+ * io_descriptor_async_write(); the call returns at once.  Worker threads of
+ * the library wait in poll() and perform the writev(); each result becomes
+ * a handler on a strand, and the handler runs on a thread that calls
+ * io_context_run() (or run_one/poll/poll_one), never inside the call that
+ * started the operation.
+ *
+ * Conventions shared by every function below:
+ *   - Functions returning int return 0 on success or a positive errno value
+ *     (EINVAL for a NULL object, NULL handler, or NULL bufs with count > 0;
+ *     ENOMEM when memory runs out).  The exceptions are
+ *     io_descriptor_native_handle() and io_descriptor_release().
+ *   - Every initiating call that returns 0 leads to exactly one invocation
+ *     of its handler before io_context_destroy() returns; one that returns
+ *     non-zero never invokes its handler.
+ *   - All functions are thread-safe, except each *_destroy, which must not
+ *     race with any other call on that same object.
+ *
+ * The full contract is the project's API.md; this header follows it name
+ * for name.
+ */
+#ifndef IOCTX_H
+#define IOCTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct io_context       io_context;        /* opaque */
+typedef struct io_strand        io_strand;         /* opaque */
+typedef struct io_descriptor    io_descriptor;     /* opaque */
+typedef struct io_cancel_signal io_cancel_signal;  /* opaque */
+
+/* A handler posted with io_context_post() or io_strand_post(). */
+typedef void (*io_handler)(void *arg);
+
+/* The handler of a write: error is 0 or a positive errno value (never
+ * EAGAIN, EWOULDBLOCK or EINTR); bytes_transferred counts the bytes the
+ * kernel accepted for this operation. */
+typedef void (*io_write_handler)(void *arg, int error, size_t bytes_transferred);
+
+typedef struct io_context_options {
+    unsigned worker_threads;   /* threads that block in poll() and call writev(); 0 = 1 */
+} io_context_options;
+
+typedef struct io_context_stats {
+    uint64_t ops_started;      /* write ops accepted (write_some and write) */
+    uint64_t ops_completed;    /* write ops whose handler has been queued */
+    uint64_t writev_calls;     /* write system calls (writev, sendmsg) made by workers */
+    uint64_t bytes_written;    /* bytes accepted by the kernel */
+    uint64_t would_block;      /* writev() calls that returned EAGAIN */
+    uint64_t handlers_run;     /* handlers of every kind run by run/poll/destroy */
+} io_context_stats;
+
+/* Cancellation types for io_cancel_signal_emit(), as in Asio's
+ * cancellation_type: terminal, partial and total. */
+enum {
+    IO_CANCEL_TERMINAL = 1u << 0,
+    IO_CANCEL_PARTIAL  = 1u << 1,
+    IO_CANCEL_TOTAL    = 1u << 2,
+};
+
+/* The C form of Asio's buffer(): one iovec over caller-owned memory, which
+ * must stay valid until the handler of the write that uses it has run. */
+static inline struct iovec io_buffer(const void *data, size_t size)
+{
+    struct iovec iov;
+
+    iov.iov_base = (void *)data;   /* writev never writes through it */
+    iov.iov_len = size;
+    return iov;
+}
+
+/* ------------------------------------------------------------------ */
+/* context                                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Creates a context and starts its worker threads (opts may be NULL: one
+ * worker).  Returns 0 and sets *out, or EINVAL (out is NULL), ENOMEM, or
+ * the errno of a failed thread or wake-up fd creation; nothing is leaked
+ * on failure.
+ */
+int    io_context_create(io_context **out, const io_context_options *opts);
+
+/*
+ * Shuts the context down: stops the workers, completes every pending
+ * operation with ECANCELED, then runs every queued handler (and every
+ * handler those post) on the calling thread before it frees anything.
+ * Strands and descriptors not yet destroyed are destroyed with it; their
+ * fds are closed.  Must not race with any other call on ctx, and must not
+ * be called from a handler of ctx.  NULL is ignored.
+ */
+void   io_context_destroy(io_context *ctx);
+
+/*
+ * Runs handlers until the context is stopped or has no work left (no
+ * pending operation, no queued or running handler, no outstanding
+ * io_context_work_started()); blocks while there is work but nothing is
+ * ready.  A return because no work is left also leaves the context
+ * stopped.  May be called from many threads at once.  Returns the number
+ * of handlers this call ran (0 for NULL).
+ */
+size_t io_context_run(io_context *ctx);
+
+/*
+ * Like io_context_run(), but runs at most one handler: blocks until one is
+ * ready, the context is stopped, or no work is left.  Returns 0 or 1.
+ */
+size_t io_context_run_one(io_context *ctx);
+
+/*
+ * Runs every handler that is ready, without blocking, until none is ready
+ * or the context is stopped.  Returns the number run.  Stops the context
+ * if it has no work left, as run does.
+ */
+size_t io_context_poll(io_context *ctx);
+
+/*
+ * Runs at most one ready handler without blocking.  Returns 0 or 1.
+ */
+size_t io_context_poll_one(io_context *ctx);
+
+/*
+ * Stops the context: every run and poll call returns as soon as its
+ * current handler returns, and threads blocked in run wake at once.
+ * Workers keep performing pending writes; their completions wait in the
+ * queue.  Thread-safe; may be called from a handler.  NULL is ignored.
+ */
+void   io_context_stop(io_context *ctx);
+
+/* True once the context is stopped (by io_context_stop() or by a run that
+ * found no work left), until io_context_restart().  False for NULL. */
+bool   io_context_stopped(io_context *ctx);
+
+/*
+ * Clears the stopped state so that run and poll may be called again.  Call
+ * it only when no thread is inside run or poll of ctx.  NULL is ignored.
+ */
+void   io_context_restart(io_context *ctx);
+
+/*
+ * Counts one unit of outstanding work that keeps io_context_run() from
+ * returning for lack of work (Asio's executor_work_guard).  Pair each call
+ * with io_context_work_finished(), from any thread.  NULL is ignored.
+ */
+void   io_context_work_started(io_context *ctx);
+
+/*
+ * Ends one unit of work counted by io_context_work_started().  When no
+ * work is left the context stops and every blocked run thread returns.
+ * NULL is ignored.
+ */
+void   io_context_work_finished(io_context *ctx);
+
+/*
+ * Queues fn(arg) to run on a thread inside run/poll, never inside this
+ * call.  Returns 0, EINVAL (ctx or fn is NULL) or ENOMEM.  Thread-safe,
+ * also from handlers.
+ */
+int    io_context_post(io_context *ctx, io_handler fn, void *arg);
+
+/*
+ * Copies a snapshot of the context's counters into *out.  Each counter is
+ * read atomically; the set is not one atomic snapshot while threads run.
+ * Does nothing if ctx or out is NULL.
+ */
+void   io_context_get_stats(io_context *ctx, io_context_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* strand                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Creates a strand on ctx: handlers posted to one strand never run
+ * concurrently and run in the order they were posted; different strands
+ * run in parallel.  Returns 0, EINVAL or ENOMEM.
+ */
+int    io_strand_create(io_context *ctx, io_strand **out);
+
+/*
+ * Drops the caller's handle.  Handlers already posted still run, in order;
+ * the strand's memory goes after the last of them (and after the last
+ * descriptor using it is gone).  May be called from one of the strand's
+ * own handlers.  Must not race with other calls on this strand.  NULL is
+ * ignored.
+ */
+void   io_strand_destroy(io_strand *strand);
+
+/*
+ * Queues fn(arg) on the strand; it runs on a thread inside run/poll, after
+ * every handler posted to the strand before it, and never inside this
+ * call.  Returns 0, EINVAL (strand or fn is NULL) or ENOMEM.
+ */
+int    io_strand_post(io_strand *strand, io_handler fn, void *arg);
+
+/* True exactly when the calling thread is running one of the strand's
+ * handlers.  False for NULL. */
+bool   io_strand_running_in_this_thread(const io_strand *strand);
+
+/* ------------------------------------------------------------------ */
+/* descriptor                                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Takes charge of fd (a pipe, socket, tty, regular file or character
+ * device): remembers its file status flags and sets O_NONBLOCK.  All
+ * completions of the descriptor run on strand, or on a private strand when
+ * strand is NULL.  Returns 0, EINVAL, EBADF (fd is not open) or ENOMEM.
+ */
+int    io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out);
+
+/* The fd, or -1 once closed or released (or for NULL). */
+int    io_descriptor_native_handle(const io_descriptor *d);
+
+/* True until the descriptor is closed, released or destroyed. */
+bool   io_descriptor_is_open(const io_descriptor *d);
+
+/*
+ * Starts one write of the count buffers (the iovec array is copied, the
+ * data is not: it must stay valid until the handler runs).  Completes
+ * after one successful write of at least one byte (possibly fewer than
+ * asked; with more than IOV_MAX buffers only the first IOV_MAX may be
+ * written), or with an error and 0 bytes.  Operations on one descriptor
+ * are performed, and their handlers run, in the order they were started.
+ * Returns 0, EINVAL, ENOMEM, or EBUSY (cancel is attached to another
+ * pending operation).  The handler runs on the descriptor's strand.
+ * cancel may be NULL; it supports all three cancellation types.
+ */
+int    io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs, size_t count,
+                                      io_write_handler handler, void *arg,
+                                      io_cancel_signal *cancel /* may be NULL */);
+
+/*
+ * Starts a write of every byte of the count buffers, or fails.  Once its
+ * first byte is written no other operation's bytes reach the descriptor
+ * until it completes, so concurrent async_write calls never interleave.
+ * Errors and threading as io_descriptor_async_write_some(); cancel
+ * supports IO_CANCEL_TERMINAL and IO_CANCEL_PARTIAL always, and
+ * IO_CANCEL_TOTAL before the first byte is written.
+ */
+int    io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t count,
+                                 io_write_handler handler, void *arg,
+                                 io_cancel_signal *cancel /* may be NULL */);
+
+/* Bytes of the descriptor's pending operations not yet written (0 for
+ * NULL).  A snapshot: it may change as soon as it is returned. */
+size_t io_descriptor_queued_bytes(const io_descriptor *d);
+
+/*
+ * Completes every pending operation with ECANCELED (bytes 0, or the bytes
+ * already written for an async_write).  Returns 0 or EINVAL.
+ */
+int    io_descriptor_cancel(io_descriptor *d);
+
+/*
+ * Cancels as io_descriptor_cancel() does, then closes the fd once no
+ * worker uses it.  Later operations complete with EBADF.  Returns 0,
+ * EINVAL, or EBADF if already closed or released.
+ */
+int    io_descriptor_close(io_descriptor *d);
+
+/*
+ * Cancels as io_descriptor_cancel() does, restores the file status flags
+ * the fd had at io_descriptor_create(), and returns the fd without closing
+ * it.  Returns -1 with errno set (EINVAL, or EBADF if already closed or
+ * released).  Later operations complete with EBADF.
+ */
+int    io_descriptor_release(io_descriptor *d);
+
+/*
+ * Closes the descriptor if still open and drops the caller's handle; its
+ * memory lives on until its last handler has run.  May be called from one
+ * of its own handlers.  Must not race with other calls on d.  NULL is
+ * ignored.
+ */
+void   io_descriptor_destroy(io_descriptor *d);
+
+/* ------------------------------------------------------------------ */
+/* per-operation cancellation                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Creates a cancel signal.  Pass it to one async write at a time; it
+ * detaches when that operation completes and may then be reused.  Returns
+ * 0, EINVAL or ENOMEM.
+ */
+int    io_cancel_signal_create(io_cancel_signal **out);
+
+/* Frees a signal that is attached to no pending operation.  NULL is
+ * ignored. */
+void   io_cancel_signal_destroy(io_cancel_signal *sig);
+
+/*
+ * Requests cancellation of the operation the signal is attached to, with
+ * type one of IO_CANCEL_*.  Does nothing when nothing is attached or the
+ * operation does not support that type now.  Thread-safe, also from
+ * handlers and while a worker writes the operation; never completes an
+ * operation twice.
+ */
+void   io_cancel_signal_emit(io_cancel_signal *sig, unsigned type);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IOCTX_H */
