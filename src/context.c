@@ -1,0 +1,356 @@
+/*
+ * context.c - the io_context: its ready queue, the run and poll loops, the
+ * work count that decides when run returns, stop/restart, and shutdown.
+ *
+ * Data and locking:
+ *   ctx->lock guards ctx->ready (plain handlers and strands that have
+ *   handlers), ctx->spare_nodes, ctx->strands, ctx->idle_runners, and every
+ *   write of ctx->stopped.  It is held for pointer moves only: never while
+ *   a handler runs, never across a call to the allocator.
+ *   ctx->outstanding_work and ctx->stats are atomics changed without the
+ *   lock; whoever brings the work count to zero then takes the lock to
+ *   stop the context, so a run thread that checked the count under the
+ *   lock and went to sleep is always woken.
+ *
+ * A run thread keeps what it must hand back (spent handler nodes, the
+ * number of handlers it finished, a strand that still has handlers) in a
+ * struct runner and settles it the next time it takes the lock anyway, so
+ * running one plain handler costs one lock round trip, not three.
+ */
+#include <errno.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+struct runner {
+    io_context *ctx;
+    bool shutdown;                  /* inside destroy: ignore stop, never block */
+    struct io_task_queue spent;     /* context handler nodes to recycle */
+    size_t finished;                /* handlers run, still counted as work */
+    io_strand *requeue;             /* strand run that still has handlers */
+};
+
+/* Called with ctx->lock held. */
+static void stop_locked(io_context *ctx)
+{
+    atomic_store_explicit(&ctx->stopped, true, memory_order_release);
+    if (ctx->idle_runners > 0)
+        pthread_cond_broadcast(&ctx->ready_cond);
+}
+
+/* Called with ctx->lock held. */
+static void push_ready_locked(io_context *ctx, struct io_task *t)
+{
+    io_task_queue_push(&ctx->ready, t);
+    if (ctx->idle_runners > 0)
+        pthread_cond_signal(&ctx->ready_cond);
+}
+
+/* Drops n units of work; the one that reaches zero stops the context, as
+ * Asio's scheduler does, which wakes every run thread waiting for work. */
+static void finish_work_locked(io_context *ctx, size_t n)
+{
+    if (n > 0 && atomic_fetch_sub(&ctx->outstanding_work, n) == n)
+        stop_locked(ctx);
+}
+
+/* Hands back what the runner owes the context.  Called with ctx->lock
+ * held; leaves in r->spent the nodes the cache has no room for. */
+static void settle_locked(struct runner *r)
+{
+    io_context *ctx = r->ctx;
+
+    io_node_cache_refill(&ctx->spare_nodes, &r->spent);
+    if (r->requeue != NULL) {
+        push_ready_locked(ctx, &r->requeue->ready_task);
+        r->requeue = NULL;
+    }
+    if (r->finished > 0) {
+        atomic_fetch_add_explicit(&ctx->stats.handlers_run, r->finished,
+                                  memory_order_relaxed);
+        finish_work_locked(ctx, r->finished);
+        r->finished = 0;
+    }
+}
+
+/* Takes the next ready task, waiting for one if block is set.  Returns NULL
+ * when the caller must return: stopped, nothing ready without blocking, or
+ * no work left (which stops the context).  Called with ctx->lock held. */
+static struct io_task *next_task_locked(struct runner *r, bool block)
+{
+    io_context *ctx = r->ctx;
+    struct io_task *t;
+
+    for (;;) {
+        if (!r->shutdown && atomic_load_explicit(&ctx->stopped, memory_order_relaxed))
+            return NULL;
+        t = io_task_queue_pop(&ctx->ready);
+        if (t != NULL || r->shutdown)
+            return t;
+        if (atomic_load(&ctx->outstanding_work) == 0) {
+            stop_locked(ctx);
+            return NULL;
+        }
+        if (!block)
+            return NULL;
+        ctx->idle_runners++;
+        pthread_cond_wait(&ctx->ready_cond, &ctx->lock);
+        ctx->idle_runners--;
+    }
+}
+
+/* Runs one task with no lock held; returns the number of handlers run. */
+static size_t run_task(struct runner *r, struct io_task *t, size_t budget)
+{
+    struct io_handler_node *node;
+    size_t ran;
+
+    if (t->kind == IO_TASK_STRAND) {
+        io_strand *s = io_container_of(t, io_strand, ready_task);
+        bool requeue = false;
+
+        ran = io__strand_run(s, budget, r->shutdown, &requeue);
+        if (requeue)
+            r->requeue = s;
+        return ran;
+    }
+    node = io_container_of(t, struct io_handler_node, task);
+    node->fn(node->arg);
+    io_task_queue_push(&r->spent, t);
+    return 1;
+}
+
+/* The loop behind run, run_one, poll, poll_one and shutdown. */
+static size_t run_tasks(struct runner *r, size_t budget, bool block)
+{
+    io_context *ctx = r->ctx;
+    size_t ran = 0, n;
+    struct io_task *t;
+
+    pthread_mutex_lock(&ctx->lock);
+    while (ran < budget) {
+        settle_locked(r);
+        t = next_task_locked(r, block);
+        if (t == NULL)
+            break;
+        pthread_mutex_unlock(&ctx->lock);
+        io__node_queue_free(&r->spent);
+        n = run_task(r, t, budget - ran);
+        r->finished += n;
+        ran += n;
+        pthread_mutex_lock(&ctx->lock);
+    }
+    settle_locked(r);
+    pthread_mutex_unlock(&ctx->lock);
+    io__node_queue_free(&r->spent);
+    return ran;
+}
+
+static size_t run_as_user(io_context *ctx, size_t budget, bool block)
+{
+    struct runner r = { .ctx = ctx, .spent = IO_TASK_QUEUE_INIT };
+
+    if (ctx == NULL)
+        return 0;
+    return run_tasks(&r, budget, block);
+}
+
+int io_context_create(io_context **out, const io_context_options *opts)
+{
+    io_context *ctx;
+    int err;
+
+    if (out == NULL)
+        return EINVAL;
+    ctx = io__alloc(sizeof(*ctx));
+    if (ctx == NULL)
+        return ENOMEM;
+    *ctx = (io_context){
+        .ready = IO_TASK_QUEUE_INIT,
+        .spare_nodes = { IO_TASK_QUEUE_INIT, 0 },
+        .worker_threads = (opts != NULL && opts->worker_threads > 0)
+                              ? opts->worker_threads : 1,
+    };
+    atomic_init(&ctx->stopped, false);
+    atomic_init(&ctx->outstanding_work, 0);
+    atomic_init(&ctx->stats.ops_started, 0);
+    atomic_init(&ctx->stats.ops_completed, 0);
+    atomic_init(&ctx->stats.writev_calls, 0);
+    atomic_init(&ctx->stats.bytes_written, 0);
+    atomic_init(&ctx->stats.would_block, 0);
+    atomic_init(&ctx->stats.handlers_run, 0);
+    err = pthread_mutex_init(&ctx->lock, NULL);
+    if (err != 0)
+        goto out_free_ctx;
+    err = pthread_cond_init(&ctx->ready_cond, NULL);
+    if (err != 0)
+        goto out_destroy_lock;
+    *out = ctx;
+    return 0;
+
+out_destroy_lock:
+    pthread_mutex_destroy(&ctx->lock);
+out_free_ctx:
+    io__free(ctx);
+    return err;
+}
+
+/*
+ * Rule 17: run every queued handler, and every handler those post, on this
+ * thread, ignoring stop and outstanding work_started, before anything is
+ * freed.  Strands the user did not destroy go with the context.
+ */
+void io_context_destroy(io_context *ctx)
+{
+    struct runner r = { .ctx = ctx, .shutdown = true, .spent = IO_TASK_QUEUE_INIT };
+
+    if (ctx == NULL)
+        return;
+    run_tasks(&r, SIZE_MAX, false);
+    while (ctx->strands != NULL) {
+        io_strand *s = ctx->strands;
+
+        ctx->strands = s->next;
+        io__strand_free(s);
+    }
+    io__node_queue_free(&ctx->spare_nodes.nodes);
+    pthread_cond_destroy(&ctx->ready_cond);
+    pthread_mutex_destroy(&ctx->lock);
+    io__free(ctx);
+}
+
+size_t io_context_run(io_context *ctx)
+{
+    return run_as_user(ctx, SIZE_MAX, true);
+}
+
+size_t io_context_run_one(io_context *ctx)
+{
+    return run_as_user(ctx, 1, true);
+}
+
+size_t io_context_poll(io_context *ctx)
+{
+    return run_as_user(ctx, SIZE_MAX, false);
+}
+
+size_t io_context_poll_one(io_context *ctx)
+{
+    return run_as_user(ctx, 1, false);
+}
+
+void io_context_stop(io_context *ctx)
+{
+    if (ctx == NULL)
+        return;
+    pthread_mutex_lock(&ctx->lock);
+    stop_locked(ctx);
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+bool io_context_stopped(io_context *ctx)
+{
+    return ctx != NULL && io__context_is_stopped(ctx);
+}
+
+void io_context_restart(io_context *ctx)
+{
+    if (ctx == NULL)
+        return;
+    pthread_mutex_lock(&ctx->lock);
+    atomic_store_explicit(&ctx->stopped, false, memory_order_release);
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+void io_context_work_started(io_context *ctx)
+{
+    if (ctx != NULL)
+        io__context_add_work(ctx, 1);
+}
+
+void io_context_work_finished(io_context *ctx)
+{
+    if (ctx == NULL)
+        return;
+    if (atomic_fetch_sub(&ctx->outstanding_work, 1) == 1) {
+        pthread_mutex_lock(&ctx->lock);
+        stop_locked(ctx);
+        pthread_mutex_unlock(&ctx->lock);
+    }
+}
+
+int io_context_post(io_context *ctx, io_handler fn, void *arg)
+{
+    struct io_handler_node *node;
+
+    if (ctx == NULL || fn == NULL)
+        return EINVAL;
+    pthread_mutex_lock(&ctx->lock);
+    node = io_node_cache_take(&ctx->spare_nodes);
+    if (node == NULL) {
+        pthread_mutex_unlock(&ctx->lock);
+        node = io__alloc(sizeof(*node));
+        if (node == NULL)
+            return ENOMEM;
+        pthread_mutex_lock(&ctx->lock);
+    }
+    node->task.kind = IO_TASK_HANDLER;
+    node->fn = fn;
+    node->arg = arg;
+    io__context_add_work(ctx, 1);
+    push_ready_locked(ctx, &node->task);
+    pthread_mutex_unlock(&ctx->lock);
+    return 0;
+}
+
+void io_context_get_stats(io_context *ctx, io_context_stats *out)
+{
+    if (ctx == NULL || out == NULL)
+        return;
+    out->ops_started = atomic_load_explicit(&ctx->stats.ops_started, memory_order_relaxed);
+    out->ops_completed = atomic_load_explicit(&ctx->stats.ops_completed, memory_order_relaxed);
+    out->writev_calls = atomic_load_explicit(&ctx->stats.writev_calls, memory_order_relaxed);
+    out->bytes_written = atomic_load_explicit(&ctx->stats.bytes_written, memory_order_relaxed);
+    out->would_block = atomic_load_explicit(&ctx->stats.would_block, memory_order_relaxed);
+    out->handlers_run = atomic_load_explicit(&ctx->stats.handlers_run, memory_order_relaxed);
+}
+
+void io__context_add_work(io_context *ctx, size_t n)
+{
+    atomic_fetch_add(&ctx->outstanding_work, n);
+}
+
+void io__context_push_ready(io_context *ctx, struct io_task *t)
+{
+    pthread_mutex_lock(&ctx->lock);
+    push_ready_locked(ctx, t);
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+bool io__context_is_stopped(io_context *ctx)
+{
+    return atomic_load_explicit(&ctx->stopped, memory_order_acquire);
+}
+
+void io__context_adopt_strand(io_context *ctx, io_strand *s)
+{
+    pthread_mutex_lock(&ctx->lock);
+    s->prev = NULL;
+    s->next = ctx->strands;
+    if (ctx->strands != NULL)
+        ctx->strands->prev = s;
+    ctx->strands = s;
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+void io__context_forget_strand(io_context *ctx, io_strand *s)
+{
+    pthread_mutex_lock(&ctx->lock);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        ctx->strands = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&ctx->lock);
+}

@@ -1,0 +1,167 @@
+/*
+ * strand.c - io_strand: handlers that run one at a time, in post order.
+ *
+ * Data and locking:
+ *   s->lock guards s->handlers, s->spare_nodes and s->scheduled.
+ *   s->refs is atomic.  s->prev/s->next belong to ctx->lock (context.c).
+ *
+ * A strand with handlers is "scheduled": it sits on the context's ready
+ * queue, or is in the hands of the one run thread that took it from there.
+ * The post that finds the strand idle schedules it; the run thread that
+ * empties it unschedules it, both under s->lock, so the strand is never on
+ * the ready queue twice and never run by two threads.  The run thread
+ * takes the whole queue out as a batch and runs it without the lock; what
+ * a stop or the turn limit leaves unrun goes back in front of anything
+ * posted meanwhile, which keeps FIFO order.
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+/* A strand gives up its run thread after this many handlers so that one
+ * busy strand cannot starve the others queued behind it. */
+#define IO_STRAND_TURN_MAX 64
+
+/* The strands whose handlers this thread is running, innermost first:
+ * a handler may call run_one, which may run another strand's handler. */
+struct strand_frame {
+    const io_strand *strand;
+    struct strand_frame *outer;
+};
+
+static _Thread_local struct strand_frame *running_frames;
+
+int io_strand_create(io_context *ctx, io_strand **out)
+{
+    io_strand *s;
+    int err;
+
+    if (ctx == NULL || out == NULL)
+        return EINVAL;
+    s = io__alloc(sizeof(*s));
+    if (s == NULL)
+        return ENOMEM;
+    *s = (io_strand){
+        .ready_task = { NULL, IO_TASK_STRAND },
+        .ctx = ctx,
+        .handlers = IO_TASK_QUEUE_INIT,
+        .spare_nodes = { IO_TASK_QUEUE_INIT, 0 },
+    };
+    atomic_init(&s->refs, 1);
+    err = pthread_mutex_init(&s->lock, NULL);
+    if (err != 0) {
+        io__free(s);
+        return err;
+    }
+    io__context_adopt_strand(ctx, s);
+    *out = s;
+    return 0;
+}
+
+void io__strand_free(io_strand *s)
+{
+    io__node_queue_free(&s->spare_nodes.nodes);
+    pthread_mutex_destroy(&s->lock);
+    io__free(s);
+}
+
+static void strand_release(io_strand *s)
+{
+    if (atomic_fetch_sub(&s->refs, 1) == 1) {
+        io__context_forget_strand(s->ctx, s);
+        io__strand_free(s);
+    }
+}
+
+/* Handlers already posted keep their place and run; the last reference,
+ * held while the strand is scheduled, frees it. */
+void io_strand_destroy(io_strand *s)
+{
+    if (s != NULL)
+        strand_release(s);
+}
+
+int io_strand_post(io_strand *s, io_handler fn, void *arg)
+{
+    struct io_handler_node *node;
+    bool was_idle;
+
+    if (s == NULL || fn == NULL)
+        return EINVAL;
+    pthread_mutex_lock(&s->lock);
+    node = io_node_cache_take(&s->spare_nodes);
+    if (node == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        node = io__alloc(sizeof(*node));
+        if (node == NULL)
+            return ENOMEM;
+        pthread_mutex_lock(&s->lock);
+    }
+    node->task.kind = IO_TASK_HANDLER;
+    node->fn = fn;
+    node->arg = arg;
+    io__context_add_work(s->ctx, 1);
+    io_task_queue_push(&s->handlers, &node->task);
+    was_idle = !s->scheduled;
+    if (was_idle) {
+        s->scheduled = true;
+        atomic_fetch_add(&s->refs, 1);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (was_idle)
+        io__context_push_ready(s->ctx, &s->ready_task);
+    return 0;
+}
+
+bool io_strand_running_in_this_thread(const io_strand *s)
+{
+    const struct strand_frame *f;
+
+    if (s == NULL)
+        return false;
+    for (f = running_frames; f != NULL; f = f->outer)
+        if (f->strand == s)
+            return true;
+    return false;
+}
+
+size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *requeue)
+{
+    struct io_task_queue batch = IO_TASK_QUEUE_INIT;
+    struct io_task_queue spent = IO_TASK_QUEUE_INIT;
+    struct strand_frame frame = { s, running_frames };
+    struct io_handler_node *node;
+    struct io_task *t;
+    size_t ran = 0;
+    bool emptied;
+
+    if (budget > IO_STRAND_TURN_MAX)
+        budget = IO_STRAND_TURN_MAX;
+    pthread_mutex_lock(&s->lock);
+    io_task_queue_splice(&batch, &s->handlers);
+    pthread_mutex_unlock(&s->lock);
+
+    running_frames = &frame;
+    while (ran < budget && (ignore_stop || !io__context_is_stopped(s->ctx))
+           && (t = io_task_queue_pop(&batch)) != NULL) {
+        node = io_container_of(t, struct io_handler_node, task);
+        node->fn(node->arg);
+        io_task_queue_push(&spent, t);
+        ran++;
+    }
+    running_frames = frame.outer;
+
+    pthread_mutex_lock(&s->lock);
+    io_task_queue_prepend(&s->handlers, &batch);
+    io_node_cache_refill(&s->spare_nodes, &spent);
+    emptied = io_task_queue_is_empty(&s->handlers);
+    if (emptied)
+        s->scheduled = false;
+    pthread_mutex_unlock(&s->lock);
+
+    io__node_queue_free(&spent);
+    *requeue = !emptied;
+    if (emptied)
+        strand_release(s);
+    return ran;
+}

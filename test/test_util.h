@@ -1,0 +1,126 @@
+/*
+ * test_util.h - what the Check suites share: a latch, a way to tell that
+ * another thread is asleep in the kernel (so a test can wait for "blocked
+ * in run" without sleeping), and the suite runner.
+ */
+#ifndef IOCTX_TEST_UTIL_H
+#define IOCTX_TEST_UTIL_H
+
+#include <check.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Generous: TSan builds run these an order of magnitude slower, and the
+ * test build multiplies it again (CK_TIMEOUT_MULTIPLIER). */
+#define TU_TIMEOUT_S 60
+
+struct tu_latch {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned count;
+};
+
+static inline void tu_latch_init(struct tu_latch *l, unsigned count)
+{
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->cond, NULL);
+    l->count = count;
+}
+
+static inline void tu_latch_count_down(struct tu_latch *l)
+{
+    pthread_mutex_lock(&l->lock);
+    if (l->count > 0 && --l->count == 0)
+        pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static inline void tu_latch_wait(struct tu_latch *l)
+{
+    pthread_mutex_lock(&l->lock);
+    while (l->count > 0)
+        pthread_cond_wait(&l->cond, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static inline void tu_latch_destroy(struct tu_latch *l)
+{
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->lock);
+}
+
+static inline pid_t tu_gettid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+/* 'S' while the thread sleeps in the kernel (a futex wait, say), 'R' while
+ * it runs, 0 once it has exited. */
+static inline char tu_thread_state(pid_t tid)
+{
+    char path[64], buf[512], *close_paren;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    close_paren = strrchr(buf, ')');
+    if (close_paren == NULL || close_paren[1] == '\0' || close_paren[2] == '\0')
+        return 0;
+    return close_paren[2] == 'Z' || close_paren[2] == 'X' ? 0 : close_paren[2];
+}
+
+/* Waits until thread tid sleeps in the kernel or *gone becomes true (the
+ * thread left the call the test cares about).  Returns true if it sleeps.
+ * The thread is seen sleeping three times in a row, so a thread passing
+ * through a brief mutex wait is not taken for one that blocks. */
+static inline bool tu_wait_sleeping(pid_t tid, atomic_bool *gone)
+{
+    int seen = 0;
+
+    while (!atomic_load(gone)) {
+        char state = tu_thread_state(tid);
+
+        if (state == 0)
+            return false;
+        seen = state == 'S' ? seen + 1 : 0;
+        if (seen >= 3)
+            return true;
+        sched_yield();
+    }
+    return false;
+}
+
+static inline TCase *tu_tcase(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_set_timeout(tc, TU_TIMEOUT_S);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+static inline int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+#endif /* IOCTX_TEST_UTIL_H */
