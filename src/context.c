@@ -26,7 +26,8 @@ struct runner {
     io_context *ctx;
     bool shutdown;                  /* inside destroy: ignore stop, never block */
     struct io_task_queue spent;     /* context handler nodes to recycle */
-    size_t finished;                /* handlers run, still counted as work */
+    size_t handlers_run;            /* not yet added to ctx->stats */
+    size_t work_done;               /* units still counted in outstanding_work */
     io_strand *requeue;             /* strand run that still has handlers */
 };
 
@@ -39,11 +40,17 @@ static void stop_locked(io_context *ctx)
 }
 
 /* Called with ctx->lock held. */
+static void wake_one_locked(io_context *ctx)
+{
+    if (ctx->idle_runners > 0)
+        pthread_cond_signal(&ctx->ready_cond);
+}
+
+/* Called with ctx->lock held. */
 static void push_ready_locked(io_context *ctx, struct io_task *t)
 {
     io_task_queue_push(&ctx->ready, t);
-    if (ctx->idle_runners > 0)
-        pthread_cond_signal(&ctx->ready_cond);
+    wake_one_locked(ctx);
 }
 
 /* Drops n units of work; the one that reaches zero stops the context, as
@@ -54,23 +61,32 @@ static void finish_work_locked(io_context *ctx, size_t n)
         stop_locked(ctx);
 }
 
-/* Hands back what the runner owes the context.  Called with ctx->lock
- * held; leaves in r->spent the nodes the cache has no room for. */
-static void settle_locked(struct runner *r)
+/*
+ * Hands back what the runner owes the context.  Called with ctx->lock
+ * held; leaves in r->spent the nodes the cache has no room for.  A thread
+ * about to take the next task itself requeues its strand without waking
+ * anyone: most often it takes that strand straight back, and a wake-up
+ * would only make the strand hop threads (run_tasks passes the baton when
+ * it takes something else).
+ */
+static void settle_locked(struct runner *r, bool taking_next)
 {
     io_context *ctx = r->ctx;
 
     io_node_cache_refill(&ctx->spare_nodes, &r->spent);
     if (r->requeue != NULL) {
-        push_ready_locked(ctx, &r->requeue->ready_task);
+        io_task_queue_push(&ctx->ready, &r->requeue->ready_task);
+        if (!taking_next)
+            wake_one_locked(ctx);
         r->requeue = NULL;
     }
-    if (r->finished > 0) {
-        atomic_fetch_add_explicit(&ctx->stats.handlers_run, r->finished,
+    if (r->handlers_run > 0) {
+        atomic_fetch_add_explicit(&ctx->stats.handlers_run, r->handlers_run,
                                   memory_order_relaxed);
-        finish_work_locked(ctx, r->finished);
-        r->finished = 0;
+        r->handlers_run = 0;
     }
+    finish_work_locked(ctx, r->work_done);
+    r->work_done = 0;
 }
 
 /* Takes the next ready task, waiting for one if block is set.  Returns NULL
@@ -99,7 +115,9 @@ static struct io_task *next_task_locked(struct runner *r, bool block)
     }
 }
 
-/* Runs one task with no lock held; returns the number of handlers run. */
+/* Runs one task with no lock held; returns the number of handlers run.
+ * A plain handler is one unit of work; a strand is one unit for as long
+ * as it stays scheduled, whatever the number of its handlers. */
 static size_t run_task(struct runner *r, struct io_task *t, size_t budget)
 {
     struct io_handler_node *node;
@@ -112,11 +130,14 @@ static size_t run_task(struct runner *r, struct io_task *t, size_t budget)
         ran = io__strand_run(s, budget, r->shutdown, &requeue);
         if (requeue)
             r->requeue = s;
+        else
+            r->work_done++;
         return ran;
     }
     node = io_container_of(t, struct io_handler_node, task);
     node->fn(node->arg);
     io_task_queue_push(&r->spent, t);
+    r->work_done++;
     return 1;
 }
 
@@ -129,18 +150,22 @@ static size_t run_tasks(struct runner *r, size_t budget, bool block)
 
     pthread_mutex_lock(&ctx->lock);
     while (ran < budget) {
-        settle_locked(r);
+        io_strand *requeued = r->requeue;
+
+        settle_locked(r, true);
         t = next_task_locked(r, block);
         if (t == NULL)
             break;
+        if (requeued != NULL && t != &requeued->ready_task)
+            wake_one_locked(ctx);
         pthread_mutex_unlock(&ctx->lock);
         io__node_queue_free(&r->spent);
         n = run_task(r, t, budget - ran);
-        r->finished += n;
+        r->handlers_run += n;
         ran += n;
         pthread_mutex_lock(&ctx->lock);
     }
-    settle_locked(r);
+    settle_locked(r, false);
     pthread_mutex_unlock(&ctx->lock);
     io__node_queue_free(&r->spent);
     return ran;
@@ -167,7 +192,7 @@ int io_context_create(io_context **out, const io_context_options *opts)
         return ENOMEM;
     *ctx = (io_context){
         .ready = IO_TASK_QUEUE_INIT,
-        .spare_nodes = { IO_TASK_QUEUE_INIT, 0 },
+        .spare_nodes = { IO_TASK_QUEUE_INIT, 0, IO_CONTEXT_NODE_CACHE_MAX },
         .worker_threads = (opts != NULL && opts->worker_threads > 0)
                               ? opts->worker_threads : 1,
     };

@@ -16,13 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "ioctx.h"
 #include "task_queue.h"
 
-/* Every allocation of the library goes through these two, so that a test
- * build can make the N-th allocation fail (alloc.c). */
-void *io__alloc(size_t size);
-void io__free(void *ptr);
 
 /* A posted handler.  One allocation per post, recycled through the free
  * list of the context or strand it was posted to. */
@@ -35,13 +32,17 @@ struct io_handler_node {
 /*
  * Spare handler nodes, kept by their owner (context or strand) under the
  * owner's lock so that a post in steady state neither allocates nor takes
- * a second lock.  Bounded, so one burst does not pin memory for ever.
+ * a second lock.  Each cache has a cap, so a burst leaves at most that
+ * many nodes behind: small for strands, which may number one per
+ * connection, larger for the one context.
  */
-#define IO_NODE_CACHE_MAX 1024
+#define IO_CONTEXT_NODE_CACHE_MAX 1024
+#define IO_STRAND_NODE_CACHE_MAX 64
 
 struct io_node_cache {
     struct io_task_queue nodes;
     size_t count;
+    size_t max;
 };
 
 static inline struct io_handler_node *io_node_cache_take(struct io_node_cache *c)
@@ -61,7 +62,7 @@ static inline void io_node_cache_refill(struct io_node_cache *c,
 {
     struct io_task *t;
 
-    while (c->count < IO_NODE_CACHE_MAX && (t = io_task_queue_pop(spent)) != NULL) {
+    while (c->count < c->max && (t = io_task_queue_pop(spent)) != NULL) {
         io_task_queue_push(&c->nodes, t);
         c->count++;
     }
@@ -82,8 +83,10 @@ struct io_context {
      * two handlers of a strand batch without taking the lock. */
     atomic_bool stopped;
 
-    /* Queued handlers + running handlers + pending operations +
-     * work_started.  A handler's unit is dropped after it returns. */
+    /* Rule 6's work: plain handlers queued or running, + strands that are
+     * scheduled (one unit each, however many handlers they hold), +
+     * pending operations + work_started.  A unit is dropped only after
+     * the handler returns or the run thread finds the strand empty. */
     atomic_size_t outstanding_work;
 
     struct {
@@ -106,7 +109,7 @@ struct io_strand {
     /* lock: true from the post that finds the strand idle until a run
      * thread finds its queue empty; while true the strand is on the ready
      * queue or in a run thread's hands, never both, so no two threads run
-     * its handlers. */
+     * its handlers, and it counts as one unit of outstanding work. */
     bool scheduled;
 
     /* The user's handle, one while scheduled, one per descriptor using it.

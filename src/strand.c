@@ -45,7 +45,7 @@ int io_strand_create(io_context *ctx, io_strand **out)
         .ready_task = { NULL, IO_TASK_STRAND },
         .ctx = ctx,
         .handlers = IO_TASK_QUEUE_INIT,
-        .spare_nodes = { IO_TASK_QUEUE_INIT, 0 },
+        .spare_nodes = { IO_TASK_QUEUE_INIT, 0, IO_STRAND_NODE_CACHE_MAX },
     };
     atomic_init(&s->refs, 1);
     err = pthread_mutex_init(&s->lock, NULL);
@@ -100,7 +100,6 @@ int io_strand_post(io_strand *s, io_handler fn, void *arg)
     node->task.kind = IO_TASK_HANDLER;
     node->fn = fn;
     node->arg = arg;
-    io__context_add_work(s->ctx, 1);
     io_task_queue_push(&s->handlers, &node->task);
     was_idle = !s->scheduled;
     if (was_idle) {
@@ -108,8 +107,13 @@ int io_strand_post(io_strand *s, io_handler fn, void *arg)
         atomic_fetch_add(&s->refs, 1);
     }
     pthread_mutex_unlock(&s->lock);
-    if (was_idle)
+    /* Only the post that schedules the strand touches the context: the
+     * strand is one unit of work until a run thread empties it, so the
+     * posts behind it share no counter with the run threads. */
+    if (was_idle) {
+        io__context_add_work(s->ctx, 1);
         io__context_push_ready(s->ctx, &s->ready_task);
+    }
     return 0;
 }
 
