@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 
+#include "alloc.h"
 #include "ioctx.h"
 #include "test_util.h"
 
@@ -59,7 +60,7 @@ START_TEST(null_arguments_give_einval)
     /* A refused post never runs anything and counts as no work. */
     ck_assert_uint_eq(io_context_poll(ctx), 0);
     ck_assert_uint_eq(io_context_run(ctx), 0);
-    ck_assert_int_eq(atomic_load(&c.calls), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 0);
 
     /* The void and size_t calls tolerate NULL. */
     ck_assert_uint_eq(io_context_run(NULL), 0);
@@ -93,16 +94,43 @@ START_TEST(create_accepts_options_and_zero_workers)
 }
 END_TEST
 
+/* Rules 1 and 4: ENOMEM, with nothing half made and nothing run for the
+ * refused call; the context keeps working. */
+START_TEST(out_of_memory_gives_enomem_and_loses_nothing)
+{
+    size_t baseline = io__alloc_live();
+    struct counter c = { 0 };
+    io_context *ctx = NULL;
+
+    io__alloc_fail_after(1);
+    ck_assert_int_eq(io_context_create(&ctx, NULL), ENOMEM);
+    ck_assert_ptr_null(ctx);
+    ck_assert_uint_eq(io__alloc_live(), baseline);
+
+    ctx = new_context();
+    io__alloc_fail_after(1);
+    ck_assert_int_eq(io_context_post(ctx, count_call, &c), ENOMEM);
+    ck_assert_uint_eq(io_context_poll(ctx), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 0);
+    io_context_restart(ctx);
+    ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
+    ck_assert_uint_eq(io_context_run(ctx), 1);
+    ck_assert_int_eq(tu_int(&c.calls), 1);
+    io_context_destroy(ctx);
+    ck_assert_uint_eq(io__alloc_live(), baseline);
+}
+END_TEST
+
 START_TEST(post_never_runs_the_handler_inside_post)
 {
     struct counter c = { 0 };
     io_context *ctx = new_context();
 
     ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
-    ck_assert_int_eq(atomic_load(&c.calls), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 0);
     ck_assert_uint_eq(run_marked(io_context_run, ctx), 1);
-    ck_assert_int_eq(atomic_load(&c.calls), 1);
-    ck_assert_int_eq(atomic_load(&c.outside_run), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 1);
+    ck_assert_int_eq(tu_int(&c.outside_run), 0);
     io_context_destroy(ctx);
 }
 END_TEST
@@ -136,10 +164,10 @@ START_TEST(handlers_run_only_on_threads_inside_run)
     ck_assert_int_eq(pthread_create(&t, NULL, post_from_thread, &a), 0);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
     ck_assert_int_eq(a.refused, 0);
-    ck_assert_int_eq(atomic_load(&c.calls), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 0);
     ck_assert_uint_eq(run_marked(io_context_run, ctx), 1000);
-    ck_assert_int_eq(atomic_load(&c.calls), 1000);
-    ck_assert_int_eq(atomic_load(&c.outside_run), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 1000);
+    ck_assert_int_eq(tu_int(&c.outside_run), 0);
     io_context_destroy(ctx);
 }
 END_TEST
@@ -173,7 +201,7 @@ START_TEST(run_returns_the_number_of_handlers_it_ran)
     for (int i = 0; i < 10; i++)
         ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
     ck_assert_uint_eq(io_context_run(ctx), 10);
-    ck_assert_int_eq(atomic_load(&c.calls), 10);
+    ck_assert_int_eq(tu_int(&c.calls), 10);
     /* As in Asio, running out of work leaves the context stopped. */
     ck_assert(io_context_stopped(ctx));
     io_context_get_stats(ctx, &stats);
@@ -196,9 +224,9 @@ START_TEST(run_one_runs_exactly_one)
         ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
     for (int i = 1; i <= 3; i++) {
         ck_assert_uint_eq(run_marked(io_context_run_one, ctx), 1);
-        ck_assert_int_eq(atomic_load(&c.calls), i);
+        ck_assert_int_eq(tu_int(&c.calls), i);
     }
-    ck_assert_int_eq(atomic_load(&c.outside_run), 0);
+    ck_assert_int_eq(tu_int(&c.outside_run), 0);
     /* The last handler's return left no work: the context stopped. */
     ck_assert(io_context_stopped(ctx));
     io_context_restart(ctx);
@@ -238,10 +266,10 @@ START_TEST(poll_runs_ready_handlers_without_blocking)
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
     ck_assert_uint_eq(run_marked(io_context_poll_one, ctx), 1);
-    ck_assert_int_eq(atomic_load(&c.calls), 1);
+    ck_assert_int_eq(tu_int(&c.calls), 1);
     ck_assert_uint_eq(run_marked(io_context_poll, ctx), 4);
-    ck_assert_int_eq(atomic_load(&c.calls), 5);
-    ck_assert_int_eq(atomic_load(&c.outside_run), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 5);
+    ck_assert_int_eq(tu_int(&c.outside_run), 0);
 
     /* Handlers posted by handlers are ready too: poll runs the chain. */
     ch.ctx = ctx;
@@ -249,7 +277,7 @@ START_TEST(poll_runs_ready_handlers_without_blocking)
     atomic_init(&ch.calls, 0);
     ck_assert_int_eq(io_context_post(ctx, post_next_link, &ch), 0);
     ck_assert_uint_eq(io_context_poll(ctx), 3);
-    ck_assert_int_eq(atomic_load(&ch.calls), 3);
+    ck_assert_int_eq(tu_int(&ch.calls), 3);
     ck_assert(!io_context_stopped(ctx));
 
     io_context_work_finished(ctx);
@@ -341,7 +369,7 @@ START_TEST(stop_from_a_handler_wakes_every_run_thread)
         total += st.runners[i].ran;
     }
     ck_assert_uint_eq(total, 1);
-    ck_assert_int_eq(atomic_load(&st.others_asleep), STOP_RUNNERS - 1);
+    ck_assert_int_eq(tu_int(&st.others_asleep), STOP_RUNNERS - 1);
     ck_assert(io_context_stopped(st.ctx));
     pthread_barrier_destroy(&start);
     io_context_work_finished(st.ctx);
@@ -366,19 +394,19 @@ START_TEST(stop_leaves_queued_handlers_until_restart)
     ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
     ck_assert_uint_eq(io_context_run(ctx), 1);
     ck_assert(io_context_stopped(ctx));
-    ck_assert_int_eq(atomic_load(&c.calls), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 0);
 
     /* Stopped: every run and poll call returns 0 without running. */
     ck_assert_uint_eq(io_context_run(ctx), 0);
     ck_assert_uint_eq(io_context_run_one(ctx), 0);
     ck_assert_uint_eq(io_context_poll(ctx), 0);
     ck_assert_uint_eq(io_context_poll_one(ctx), 0);
-    ck_assert_int_eq(atomic_load(&c.calls), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 0);
 
     io_context_restart(ctx);
     ck_assert(!io_context_stopped(ctx));
     ck_assert_uint_eq(io_context_run(ctx), 2);
-    ck_assert_int_eq(atomic_load(&c.calls), 2);
+    ck_assert_int_eq(tu_int(&c.calls), 2);
     io_context_destroy(ctx);
 }
 END_TEST
@@ -394,7 +422,7 @@ START_TEST(stop_before_run_then_restart)
     ck_assert_uint_eq(io_context_run(ctx), 0);
     io_context_restart(ctx);
     ck_assert_uint_eq(io_context_run(ctx), 1);
-    ck_assert_int_eq(atomic_load(&c.calls), 1);
+    ck_assert_int_eq(tu_int(&c.calls), 1);
     io_context_destroy(ctx);
 }
 END_TEST
@@ -435,8 +463,8 @@ START_TEST(work_started_keeps_run_alive_until_work_finished)
     while (atomic_load(&r.tid) == 0)
         sched_yield();
     /* The queue is empty again; run must now block, not return. */
-    ck_assert(tu_wait_sleeping(atomic_load(&r.tid), &r.returned));
-    ck_assert(!atomic_load(&r.returned));
+    ck_assert(tu_wait_sleeping(tu_int(&r.tid), &r.returned));
+    ck_assert(!tu_bool(&r.returned));
     ck_assert(!io_context_stopped(ctx));
 
     ck_assert_int_eq(pthread_create(&finisher, NULL, finish_work, ctx), 0);
@@ -459,12 +487,12 @@ START_TEST(run_one_blocks_until_a_handler_is_ready)
     start_runner(&r, ctx, io_context_run_one, NULL);
     while (atomic_load(&r.tid) == 0)
         sched_yield();
-    ck_assert(tu_wait_sleeping(atomic_load(&r.tid), &r.returned));
+    ck_assert(tu_wait_sleeping(tu_int(&r.tid), &r.returned));
     ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
     join_runner(&r);
     ck_assert_uint_eq(r.ran, 1);
-    ck_assert_int_eq(atomic_load(&c.calls), 1);
-    ck_assert_int_eq(atomic_load(&c.outside_run), 0);
+    ck_assert_int_eq(tu_int(&c.calls), 1);
+    ck_assert_int_eq(tu_int(&c.outside_run), 0);
     ck_assert(!io_context_stopped(ctx));   /* work_started is still counted */
     io_context_work_finished(ctx);
     io_context_destroy(ctx);
@@ -511,10 +539,10 @@ START_TEST(run_waits_for_running_handlers_before_returning)
     pthread_barrier_wait(&start);
     join_runner(&t.runners[0]);
     join_runner(&t.runners[1]);
-    ck_assert(!atomic_load(&t.other_returned_early));
+    ck_assert(!tu_bool(&t.other_returned_early));
     ck_assert_uint_eq(t.runners[0].ran + t.runners[1].ran, 2);
-    ck_assert_int_eq(atomic_load(&t.counter.calls), 1);
-    ck_assert_int_eq(atomic_load(&t.counter.outside_run), 0);
+    ck_assert_int_eq(tu_int(&t.counter.calls), 1);
+    ck_assert_int_eq(tu_int(&t.counter.outside_run), 0);
     pthread_barrier_destroy(&start);
     io_context_destroy(t.ctx);
 }
@@ -553,8 +581,8 @@ START_TEST(concurrent_posts_and_runs_run_each_handler_once)
         total += runners[i].ran;
     }
     ck_assert_uint_eq(total, MANY_THREADS * POSTS_PER_THREAD);
-    ck_assert_int_eq(atomic_load(&c.calls), MANY_THREADS * POSTS_PER_THREAD);
-    ck_assert_int_eq(atomic_load(&c.outside_run), 0);
+    ck_assert_int_eq(tu_int(&c.calls), MANY_THREADS * POSTS_PER_THREAD);
+    ck_assert_int_eq(tu_int(&c.outside_run), 0);
     io_context_get_stats(ctx, &stats);
     ck_assert_uint_eq(stats.handlers_run, MANY_THREADS * POSTS_PER_THREAD);
     io_context_destroy(ctx);
@@ -604,11 +632,11 @@ START_TEST(destroy_runs_queued_handlers_and_what_they_post)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(io_context_post(t.ctx, first_handler_posts_another, &t), 0);
     io_context_stop(t.ctx);
-    ck_assert_int_eq(atomic_load(&t.first), 0);
+    ck_assert_int_eq(tu_int(&t.first), 0);
     io_context_destroy(t.ctx);
-    ck_assert_int_eq(atomic_load(&t.first), 3);
-    ck_assert_int_eq(atomic_load(&t.second), 3);
-    ck_assert_int_eq(atomic_load(&t.wrong_thread), 0);
+    ck_assert_int_eq(tu_int(&t.first), 3);
+    ck_assert_int_eq(tu_int(&t.second), 3);
+    ck_assert_int_eq(tu_int(&t.wrong_thread), 0);
 }
 END_TEST
 
@@ -623,7 +651,7 @@ START_TEST(destroy_ignores_stop_from_its_handlers)
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
     io_context_destroy(ctx);
-    ck_assert_int_eq(atomic_load(&c.calls), 4);
+    ck_assert_int_eq(tu_int(&c.calls), 4);
 }
 END_TEST
 
@@ -679,6 +707,7 @@ static Suite *context_suite(void)
     tc = tu_tcase(s, "errors");
     tcase_add_test(tc, null_arguments_give_einval);
     tcase_add_test(tc, create_accepts_options_and_zero_workers);
+    tcase_add_test(tc, out_of_memory_gives_enomem_and_loses_nothing);
 
     tc = tu_tcase(s, "where handlers run");
     tcase_add_test(tc, post_never_runs_the_handler_inside_post);

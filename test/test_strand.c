@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 
+#include "alloc.h"
 #include "ioctx.h"
 #include "test_util.h"
 
@@ -53,6 +54,8 @@ END_TEST
 /* The order in which handlers of one strand ran. */
 struct order_log {
     io_context *ctx;
+    pthread_t expected_thread;  /* checked when check_thread is set */
+    bool check_thread;
     io_strand *strand;
     io_strand *other_strand;
     int seen[16];
@@ -85,6 +88,8 @@ static void log_value(void *arg)
         atomic_fetch_add(&log->wrong_strand_state, 1);
     if (log->other_strand != NULL && io_strand_running_in_this_thread(log->other_strand))
         atomic_fetch_add(&log->wrong_strand_state, 1);
+    if (log->check_thread && !pthread_equal(pthread_self(), log->expected_thread))
+        atomic_fetch_add(&log->wrong_strand_state, 1);
     if (i < 16)
         log->seen[i] = e->value;
     if (atomic_load(&log->destroy_at) == e->value)
@@ -101,10 +106,10 @@ static void post_entries(struct order_log *log, struct order_entry *entries, int
 
 static void assert_ran_in_order(struct order_log *log, int n)
 {
-    ck_assert_int_eq(atomic_load(&log->count), n);
+    ck_assert_int_eq(tu_int(&log->count), n);
     for (int i = 0; i < n; i++)
         ck_assert_int_eq(log->seen[i], i);
-    ck_assert_int_eq(atomic_load(&log->wrong_strand_state), 0);
+    ck_assert_int_eq(tu_int(&log->wrong_strand_state), 0);
 }
 
 START_TEST(post_never_runs_inline_and_keeps_fifo)
@@ -115,7 +120,7 @@ START_TEST(post_never_runs_inline_and_keeps_fifo)
     init_log(&log, new_context());
     log.other_strand = new_strand(log.ctx);
     post_entries(&log, entries, 5);
-    ck_assert_int_eq(atomic_load(&log.count), 0);
+    ck_assert_int_eq(tu_int(&log.count), 0);
     ck_assert(!io_strand_running_in_this_thread(log.strand));
     ck_assert_uint_eq(io_context_run(log.ctx), 5);
     assert_ran_in_order(&log, 5);
@@ -134,9 +139,9 @@ START_TEST(run_one_and_poll_one_run_one_strand_handler)
     init_log(&log, new_context());
     post_entries(&log, entries, 4);
     ck_assert_uint_eq(io_context_run_one(log.ctx), 1);
-    ck_assert_int_eq(atomic_load(&log.count), 1);
+    ck_assert_int_eq(tu_int(&log.count), 1);
     ck_assert_uint_eq(io_context_poll_one(log.ctx), 1);
-    ck_assert_int_eq(atomic_load(&log.count), 2);
+    ck_assert_int_eq(tu_int(&log.count), 2);
     ck_assert_uint_eq(io_context_poll(log.ctx), 2);
     assert_ran_in_order(&log, 4);
     io_strand_destroy(log.strand);
@@ -174,8 +179,8 @@ START_TEST(post_from_own_handler_runs_after_it_returns)
     atomic_init(&sp.calls, 0);
     ck_assert_int_eq(io_strand_post(sp.strand, repost_once, &sp), 0);
     ck_assert_uint_eq(io_context_run(ctx), 2);
-    ck_assert_int_eq(atomic_load(&sp.calls), 2);
-    ck_assert_int_eq(atomic_load(&sp.max_depth), 1);
+    ck_assert_int_eq(tu_int(&sp.calls), 2);
+    ck_assert_int_eq(tu_int(&sp.max_depth), 1);
     io_strand_destroy(sp.strand);
     io_context_destroy(ctx);
 }
@@ -225,27 +230,35 @@ START_TEST(running_in_this_thread_follows_the_call_stack)
     n.inner = new_strand(n.ctx);
     atomic_init(&n.inner_saw_both, 0);
     atomic_init(&n.plain_saw_none, 0);
-    ck_assert_int_eq(io_context_post(n.ctx, plain_handler, &n), 0);
+    /* When the outer handler calls run_one, the inner handler is the only
+     * one ready: the nested call must run it. */
     ck_assert_int_eq(io_strand_post(n.outer, outer_handler, &n), 0);
     /* The nested run_one counts the inner handler, the outer run the
-     * other two; the context saw all three. */
-    ck_assert_uint_eq(io_context_run(n.ctx), 2);
+     * outer one; the context saw both. */
+    ck_assert_uint_eq(io_context_run(n.ctx), 1);
     io_context_get_stats(n.ctx, &stats);
-    ck_assert_uint_eq(stats.handlers_run, 3);
-    ck_assert_int_eq(atomic_load(&n.inner_saw_both), 1);
-    ck_assert_int_eq(atomic_load(&n.plain_saw_none), 1);
+    ck_assert_uint_eq(stats.handlers_run, 2);
+    ck_assert_int_eq(tu_int(&n.inner_saw_both), 1);
+
+    io_context_restart(n.ctx);
+    ck_assert_int_eq(io_context_post(n.ctx, plain_handler, &n), 0);
+    ck_assert_uint_eq(io_context_run(n.ctx), 1);
+    ck_assert_int_eq(tu_int(&n.plain_saw_none), 1);
     io_strand_destroy(n.outer);
     io_strand_destroy(n.inner);
     io_context_destroy(n.ctx);
 }
 END_TEST
 
+/* Stops the context, then posts entry[4] to its own strand: it must run
+ * after entries 1..3, which were queued before it but not yet run. */
 static void stop_and_log(void *arg)
 {
     struct order_entry *e = arg;
 
     io_context_stop(e->log->ctx);
     log_value(e);
+    ck_assert_int_eq(io_strand_post(e->log->strand, log_value, e + 4), 0);
 }
 
 /* Rule 7 inside a strand: run returns after the stopping handler even
@@ -253,20 +266,19 @@ static void stop_and_log(void *arg)
 START_TEST(stop_inside_a_strand_leaves_the_rest_queued_in_order)
 {
     struct order_log log;
-    struct order_entry entries[4];
+    struct order_entry entries[5];
 
     init_log(&log, new_context());
-    entries[0] = (struct order_entry){ &log, 0 };
-    ck_assert_int_eq(io_strand_post(log.strand, stop_and_log, &entries[0]), 0);
-    for (int i = 1; i < 4; i++) {
+    for (int i = 0; i < 5; i++)
         entries[i] = (struct order_entry){ &log, i };
+    ck_assert_int_eq(io_strand_post(log.strand, stop_and_log, &entries[0]), 0);
+    for (int i = 1; i < 4; i++)
         ck_assert_int_eq(io_strand_post(log.strand, log_value, &entries[i]), 0);
-    }
     ck_assert_uint_eq(io_context_run(log.ctx), 1);
-    ck_assert_int_eq(atomic_load(&log.count), 1);
+    ck_assert_int_eq(tu_int(&log.count), 1);
     io_context_restart(log.ctx);
-    ck_assert_uint_eq(io_context_run(log.ctx), 3);
-    assert_ran_in_order(&log, 4);
+    ck_assert_uint_eq(io_context_run(log.ctx), 4);
+    assert_ran_in_order(&log, 5);
     io_strand_destroy(log.strand);
     io_context_destroy(log.ctx);
 }
@@ -309,10 +321,182 @@ START_TEST(context_destroy_runs_strand_handlers_then_frees_strands)
     struct order_entry entries[8];
 
     init_log(&log, new_context());
+    log.check_thread = true;
+    log.expected_thread = pthread_self();
     post_entries(&log, entries, 8);
     (void)new_strand(log.ctx);    /* an idle strand nobody destroys */
     io_context_destroy(log.ctx);
     assert_ran_in_order(&log, 8);
+}
+END_TEST
+
+/* Destroy ignores stop for strands too, or it would never finish. */
+START_TEST(context_destroy_runs_strand_handlers_of_a_stopped_context)
+{
+    struct order_log log;
+    struct order_entry entries[5];
+
+    init_log(&log, new_context());
+    for (int i = 0; i < 5; i++)
+        entries[i] = (struct order_entry){ &log, i };
+    ck_assert_int_eq(io_strand_post(log.strand, stop_and_log, &entries[0]), 0);
+    for (int i = 1; i < 4; i++)
+        ck_assert_int_eq(io_strand_post(log.strand, log_value, &entries[i]), 0);
+    ck_assert_uint_eq(io_context_run_one(log.ctx), 1);
+    ck_assert(io_context_stopped(log.ctx));
+    log.check_thread = true;
+    log.expected_thread = pthread_self();
+    io_context_destroy(log.ctx);
+    assert_ran_in_order(&log, 5);
+}
+END_TEST
+
+/* A destroyed strand's memory goes once its last handler has run, not at
+ * context shutdown: a long-lived context must not grow. */
+START_TEST(destroyed_strand_is_freed_after_its_last_handler)
+{
+    io_context *ctx = new_context();
+    size_t baseline = io__alloc_live();
+    struct order_log log;
+    struct order_entry entries[5];
+
+    init_log(&log, ctx);
+    post_entries(&log, entries, 5);
+    io_strand_destroy(log.strand);
+    ck_assert_uint_gt(io__alloc_live(), baseline);
+    ck_assert_uint_eq(io_context_run(ctx), 5);
+    assert_ran_in_order(&log, 5);
+    ck_assert_uint_eq(io__alloc_live(), baseline);
+
+    /* And an idle one goes at once. */
+    (void)new_strand(ctx);
+    io_strand_destroy(new_strand(ctx));
+    ck_assert_uint_eq(io__alloc_live(), baseline + 1);
+    io_context_destroy(ctx);
+}
+END_TEST
+
+struct held_strand {
+    io_strand *strand;
+    struct tu_latch first_running;
+    struct tu_latch destroyed;
+    atomic_int calls;
+};
+
+static void first_waits_for_destroy(void *arg)
+{
+    struct held_strand *h = arg;
+
+    if (atomic_fetch_add(&h->calls, 1) == 0) {
+        tu_latch_count_down(&h->first_running);
+        tu_latch_wait(&h->destroyed);
+    }
+}
+
+static void *run_until_done(void *ctx)
+{
+    io_context_run(ctx);
+    return NULL;
+}
+
+/* The user destroys the strand on one thread while a run thread is inside
+ * its handler: the handlers still queued run, then the strand is freed
+ * (ASan checks that nothing touches it afterwards). */
+START_TEST(destroy_while_another_thread_runs_its_handler)
+{
+    io_context *ctx = new_context();
+    size_t baseline = io__alloc_live();
+    struct held_strand h = { .strand = new_strand(ctx) };
+    pthread_t runners[2];
+
+    atomic_init(&h.calls, 0);
+    tu_latch_init(&h.first_running, 1);
+    tu_latch_init(&h.destroyed, 1);
+    for (int i = 0; i < 100; i++)
+        ck_assert_int_eq(io_strand_post(h.strand, first_waits_for_destroy, &h), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&runners[i], NULL, run_until_done, ctx), 0);
+    tu_latch_wait(&h.first_running);
+    io_strand_destroy(h.strand);
+    tu_latch_count_down(&h.destroyed);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_join(runners[i], NULL), 0);
+    ck_assert_int_eq(tu_int(&h.calls), 100);
+    ck_assert_uint_eq(io__alloc_live(), baseline);
+    tu_latch_destroy(&h.first_running);
+    tu_latch_destroy(&h.destroyed);
+    io_context_destroy(ctx);
+}
+END_TEST
+
+struct fairness {
+    atomic_int busy_calls;
+    atomic_int busy_calls_before_other;
+};
+
+static void busy_handler(void *arg)
+{
+    atomic_fetch_add(&((struct fairness *)arg)->busy_calls, 1);
+}
+
+static void other_handler(void *arg)
+{
+    struct fairness *f = arg;
+
+    atomic_store(&f->busy_calls_before_other, atomic_load(&f->busy_calls));
+}
+
+/* One run thread, one strand with a long queue, another strand with one
+ * handler: the busy strand must give the thread up before its queue is
+ * empty, or the other strand would wait behind all of it. */
+START_TEST(a_busy_strand_does_not_starve_the_others)
+{
+    io_context *ctx = new_context();
+    io_strand *busy = new_strand(ctx), *other = new_strand(ctx);
+    struct fairness f;
+
+    atomic_init(&f.busy_calls, 0);
+    atomic_init(&f.busy_calls_before_other, -1);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(io_strand_post(busy, busy_handler, &f), 0);
+    ck_assert_int_eq(io_strand_post(other, other_handler, &f), 0);
+    ck_assert_uint_eq(io_context_run(ctx), 1001);
+    ck_assert_int_ge(tu_int(&f.busy_calls_before_other), 1);
+    ck_assert_int_lt(tu_int(&f.busy_calls_before_other), 1000);
+    io_strand_destroy(busy);
+    io_strand_destroy(other);
+    io_context_destroy(ctx);
+}
+END_TEST
+
+static void count_call(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* Rules 1 and 4: ENOMEM from create and post, nothing half made, nothing
+ * run for a refused post, and the strand still works afterwards. */
+START_TEST(out_of_memory_gives_enomem_and_loses_nothing)
+{
+    io_context *ctx = new_context();
+    size_t baseline = io__alloc_live();
+    io_strand *s = NULL;
+    atomic_int calls;
+
+    atomic_init(&calls, 0);
+    io__alloc_fail_after(1);
+    ck_assert_int_eq(io_strand_create(ctx, &s), ENOMEM);
+    ck_assert_ptr_null(s);
+    ck_assert_uint_eq(io__alloc_live(), baseline);
+    s = new_strand(ctx);
+    io__alloc_fail_after(1);
+    ck_assert_int_eq(io_strand_post(s, count_call, &calls), ENOMEM);
+    ck_assert_int_eq(io_strand_post(s, count_call, &calls), 0);
+    ck_assert_uint_eq(io_context_run(ctx), 1);
+    ck_assert_int_eq(tu_int(&calls), 1);
+    io_strand_destroy(s);
+    ck_assert_uint_eq(io__alloc_live(), baseline);
+    io_context_destroy(ctx);
 }
 END_TEST
 
@@ -389,7 +573,7 @@ END_TEST
 struct strand_check {
     io_strand *strand;
     atomic_int in_flight;
-    atomic_int max_in_flight;
+    atomic_int overlaps;            /* handlers that found another running */
     int last_seq[POSTERS];          /* touched only by the strand's handlers */
     atomic_int out_of_order;
     atomic_int not_running_in_thread;
@@ -405,10 +589,8 @@ static void check_strand_handler(void *arg)
 {
     struct tagged_post *p = arg;
     struct strand_check *c = p->check;
-    int now = atomic_fetch_add(&c->in_flight, 1) + 1;
-
-    if (now > atomic_load(&c->max_in_flight))
-        atomic_store(&c->max_in_flight, now);
+    if (atomic_fetch_add(&c->in_flight, 1) != 0)
+        atomic_fetch_add(&c->overlaps, 1);
     if (!io_strand_running_in_this_thread(c->strand))
         atomic_fetch_add(&c->not_running_in_thread, 1);
     if (p->seq != c->last_seq[p->poster] + 1)
@@ -462,7 +644,7 @@ START_TEST(many_threads_many_strands_fifo_and_never_concurrent)
     for (int s = 0; s < STRANDS; s++) {
         checks[s] = (struct strand_check){ .strand = new_strand(ctx) };
         atomic_init(&checks[s].in_flight, 0);
-        atomic_init(&checks[s].max_in_flight, 0);
+        atomic_init(&checks[s].overlaps, 0);
         atomic_init(&checks[s].out_of_order, 0);
         atomic_init(&checks[s].not_running_in_thread, 0);
     }
@@ -496,9 +678,9 @@ START_TEST(many_threads_many_strands_fifo_and_never_concurrent)
     }
     ck_assert_uint_eq(total, POSTERS * POSTS_PER_POSTER);
     for (int s = 0; s < STRANDS; s++) {
-        ck_assert_int_eq(atomic_load(&checks[s].max_in_flight), 1);
-        ck_assert_int_eq(atomic_load(&checks[s].out_of_order), 0);
-        ck_assert_int_eq(atomic_load(&checks[s].not_running_in_thread), 0);
+        ck_assert_int_eq(tu_int(&checks[s].overlaps), 0);
+        ck_assert_int_eq(tu_int(&checks[s].out_of_order), 0);
+        ck_assert_int_eq(tu_int(&checks[s].not_running_in_thread), 0);
         for (int p = 0; p < POSTERS; p++)
             ck_assert_int_eq(checks[s].last_seq[p], seq_next[s][p]);
         io_strand_destroy(checks[s].strand);
@@ -524,10 +706,16 @@ static Suite *strand_suite(void)
     tcase_add_test(tc, running_in_this_thread_follows_the_call_stack);
     tcase_add_test(tc, stop_inside_a_strand_leaves_the_rest_queued_in_order);
 
+    tcase_add_test(tc, a_busy_strand_does_not_starve_the_others);
+
     tc = tu_tcase(s, "lifetime");
     tcase_add_test(tc, destroy_keeps_queued_handlers);
     tcase_add_test(tc, destroy_from_its_own_handler);
+    tcase_add_test(tc, destroyed_strand_is_freed_after_its_last_handler);
+    tcase_add_test(tc, destroy_while_another_thread_runs_its_handler);
     tcase_add_test(tc, context_destroy_runs_strand_handlers_then_frees_strands);
+    tcase_add_test(tc, context_destroy_runs_strand_handlers_of_a_stopped_context);
+    tcase_add_test(tc, out_of_memory_gives_enomem_and_loses_nothing);
 
     tc = tu_tcase(s, "concurrency");
     tcase_add_test(tc, different_strands_run_in_parallel);

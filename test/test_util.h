@@ -56,6 +56,18 @@ static inline void tu_latch_destroy(struct tu_latch *l)
     pthread_mutex_destroy(&l->lock);
 }
 
+/* Functions, not atomic_load(): inside ck_assert a macro would be
+ * expanded into the failure message. */
+static inline int tu_int(atomic_int *p)
+{
+    return atomic_load(p);
+}
+
+static inline bool tu_bool(atomic_bool *p)
+{
+    return atomic_load(p);
+}
+
 static inline pid_t tu_gettid(void)
 {
     return (pid_t)syscall(SYS_gettid);
