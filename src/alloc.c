@@ -13,7 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "alloc.h"
 
 static atomic_size_t live_blocks;
 static atomic_long fail_countdown;      /* 0: never fail */
@@ -47,12 +47,4 @@ size_t io__alloc_live(void)
 void io__alloc_fail_after(long n)
 {
     atomic_store(&fail_countdown, n > 0 ? n : 0);
-}
-
-void io__node_queue_free(struct io_task_queue *nodes)
-{
-    struct io_task *t;
-
-    while ((t = io_task_queue_pop(nodes)) != NULL)
-        io__free(io_container_of(t, struct io_handler_node, task));
 }

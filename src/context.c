@@ -159,7 +159,7 @@ static size_t run_tasks(struct runner *r, size_t budget, bool block)
         if (requeued != NULL && t != &requeued->ready_task)
             wake_one_locked(ctx);
         pthread_mutex_unlock(&ctx->lock);
-        io__node_queue_free(&r->spent);
+        io__handler_nodes_free(&r->spent);
         n = run_task(r, t, budget - ran);
         r->handlers_run += n;
         ran += n;
@@ -167,7 +167,7 @@ static size_t run_tasks(struct runner *r, size_t budget, bool block)
     }
     settle_locked(r, false);
     pthread_mutex_unlock(&ctx->lock);
-    io__node_queue_free(&r->spent);
+    io__handler_nodes_free(&r->spent);
     return ran;
 }
 
@@ -238,7 +238,7 @@ void io_context_destroy(io_context *ctx)
         ctx->strands = s->next;
         io__strand_free(s);
     }
-    io__node_queue_free(&ctx->spare_nodes.nodes);
+    io__handler_nodes_free(&ctx->spare_nodes.nodes);
     pthread_cond_destroy(&ctx->ready_cond);
     pthread_mutex_destroy(&ctx->lock);
     io__free(ctx);
@@ -311,17 +311,9 @@ int io_context_post(io_context *ctx, io_handler fn, void *arg)
     if (ctx == NULL || fn == NULL)
         return EINVAL;
     pthread_mutex_lock(&ctx->lock);
-    node = io_node_cache_take(&ctx->spare_nodes);
-    if (node == NULL) {
-        pthread_mutex_unlock(&ctx->lock);
-        node = io__alloc(sizeof(*node));
-        if (node == NULL)
-            return ENOMEM;
-        pthread_mutex_lock(&ctx->lock);
-    }
-    node->task.kind = IO_TASK_HANDLER;
-    node->fn = fn;
-    node->arg = arg;
+    node = io__handler_node_get_locked(&ctx->spare_nodes, &ctx->lock, fn, arg);
+    if (node == NULL)
+        return ENOMEM;
     io__context_add_work(ctx, 1);
     push_ready_locked(ctx, &node->task);
     pthread_mutex_unlock(&ctx->lock);

@@ -68,7 +68,17 @@ static inline void io_node_cache_refill(struct io_node_cache *c,
     }
 }
 
-void io__node_queue_free(struct io_task_queue *nodes);
+/* handler_node.c */
+
+/* Called with *lock held (the lock that guards cache).  Returns a node
+ * filled with fn and arg, with *lock held; or NULL, out of memory, with
+ * *lock released. */
+struct io_handler_node *io__handler_node_get_locked(struct io_node_cache *cache,
+                                                    pthread_mutex_t *lock,
+                                                    io_handler fn, void *arg);
+
+/* Frees every node of the queue. */
+void io__handler_nodes_free(struct io_task_queue *nodes);
 
 struct io_context {
     pthread_mutex_t lock;

@@ -60,7 +60,7 @@ int io_strand_create(io_context *ctx, io_strand **out)
 
 void io__strand_free(io_strand *s)
 {
-    io__node_queue_free(&s->spare_nodes.nodes);
+    io__handler_nodes_free(&s->spare_nodes.nodes);
     pthread_mutex_destroy(&s->lock);
     io__free(s);
 }
@@ -89,17 +89,9 @@ int io_strand_post(io_strand *s, io_handler fn, void *arg)
     if (s == NULL || fn == NULL)
         return EINVAL;
     pthread_mutex_lock(&s->lock);
-    node = io_node_cache_take(&s->spare_nodes);
-    if (node == NULL) {
-        pthread_mutex_unlock(&s->lock);
-        node = io__alloc(sizeof(*node));
-        if (node == NULL)
-            return ENOMEM;
-        pthread_mutex_lock(&s->lock);
-    }
-    node->task.kind = IO_TASK_HANDLER;
-    node->fn = fn;
-    node->arg = arg;
+    node = io__handler_node_get_locked(&s->spare_nodes, &s->lock, fn, arg);
+    if (node == NULL)
+        return ENOMEM;
     io_task_queue_push(&s->handlers, &node->task);
     was_idle = !s->scheduled;
     if (was_idle) {
@@ -163,7 +155,7 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
         s->scheduled = false;
     pthread_mutex_unlock(&s->lock);
 
-    io__node_queue_free(&spent);
+    io__handler_nodes_free(&spent);
     *requeue = !emptied;
     if (emptied)
         strand_release(s);

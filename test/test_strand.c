@@ -261,6 +261,17 @@ static void stop_and_log(void *arg)
     ck_assert_int_eq(io_strand_post(e->log->strand, log_value, e + 4), 0);
 }
 
+/* Posts entries 0..3 to the strand, entry 0 stopping the context (and
+ * posting entry 4 as it does). */
+static void post_stopper_and_three(struct order_log *log, struct order_entry entries[5])
+{
+    for (int i = 0; i < 5; i++)
+        entries[i] = (struct order_entry){ log, i };
+    ck_assert_int_eq(io_strand_post(log->strand, stop_and_log, &entries[0]), 0);
+    for (int i = 1; i < 4; i++)
+        ck_assert_int_eq(io_strand_post(log->strand, log_value, &entries[i]), 0);
+}
+
 /* Rule 7 inside a strand: run returns after the stopping handler even
  * though the strand has more, and they run in order after restart. */
 START_TEST(stop_inside_a_strand_leaves_the_rest_queued_in_order)
@@ -269,11 +280,7 @@ START_TEST(stop_inside_a_strand_leaves_the_rest_queued_in_order)
     struct order_entry entries[5];
 
     init_log(&log, new_context());
-    for (int i = 0; i < 5; i++)
-        entries[i] = (struct order_entry){ &log, i };
-    ck_assert_int_eq(io_strand_post(log.strand, stop_and_log, &entries[0]), 0);
-    for (int i = 1; i < 4; i++)
-        ck_assert_int_eq(io_strand_post(log.strand, log_value, &entries[i]), 0);
+    post_stopper_and_three(&log, entries);
     ck_assert_uint_eq(io_context_run(log.ctx), 1);
     ck_assert_int_eq(tu_int(&log.count), 1);
     io_context_restart(log.ctx);
@@ -337,11 +344,7 @@ START_TEST(context_destroy_runs_strand_handlers_of_a_stopped_context)
     struct order_entry entries[5];
 
     init_log(&log, new_context());
-    for (int i = 0; i < 5; i++)
-        entries[i] = (struct order_entry){ &log, i };
-    ck_assert_int_eq(io_strand_post(log.strand, stop_and_log, &entries[0]), 0);
-    for (int i = 1; i < 4; i++)
-        ck_assert_int_eq(io_strand_post(log.strand, log_value, &entries[i]), 0);
+    post_stopper_and_three(&log, entries);
     ck_assert_uint_eq(io_context_run_one(log.ctx), 1);
     ck_assert(io_context_stopped(log.ctx));
     log.check_thread = true;
