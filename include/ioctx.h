@@ -157,7 +157,10 @@ void   io_context_work_started(io_context *ctx);
 /*
  * Ends one unit of work counted by io_context_work_started().  When no
  * work is left the context stops and every blocked run thread returns.
- * NULL is ignored.
+ * As in Asio, a post from another thread that races with the last unit
+ * of work ending may find the context already stopped (its handler waits
+ * for restart, or runs in destroy): keep a work_started outstanding for
+ * as long as other threads may post.  NULL is ignored.
  */
 void   io_context_work_finished(io_context *ctx);
 
