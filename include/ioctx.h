@@ -217,7 +217,9 @@ bool   io_strand_running_in_this_thread(const io_strand *strand);
  * Takes charge of fd (a pipe, socket, tty, regular file or character
  * device): remembers its file status flags and sets O_NONBLOCK.  All
  * completions of the descriptor run on strand, or on a private strand when
- * strand is NULL.  Returns 0, EINVAL, EBADF (fd is not open) or ENOMEM.
+ * strand is NULL.  Writes go through the context's worker threads: a
+ * socket with sendmsg(MSG_NOSIGNAL), anything else with writev; SIGPIPE
+ * is never raised.  Returns 0, EINVAL, EBADF (fd is not open) or ENOMEM.
  */
 int    io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out);
 
@@ -260,7 +262,10 @@ size_t io_descriptor_queued_bytes(const io_descriptor *d);
 
 /*
  * Completes every pending operation with ECANCELED (bytes 0, or the bytes
- * already written for an async_write).  Returns 0 or EINVAL.
+ * already written for an async_write).  An operation inside a worker's
+ * write system call at that moment completes when the call returns: with
+ * ECANCELED and its bytes so far, or normally if the call finished it.
+ * Returns 0, EINVAL, or EBADF once closed or released (as Asio).
  */
 int    io_descriptor_cancel(io_descriptor *d);
 

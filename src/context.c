@@ -197,6 +197,7 @@ int io_context_create(io_context **out, const io_context_options *opts)
                               ? opts->worker_threads : 1,
     };
     atomic_init(&ctx->stopped, false);
+    atomic_init(&ctx->shutting_down, false);
     atomic_init(&ctx->outstanding_work, 0);
     atomic_init(&ctx->stats.ops_started, 0);
     atomic_init(&ctx->stats.ops_completed, 0);
@@ -210,9 +211,14 @@ int io_context_create(io_context **out, const io_context_options *opts)
     err = pthread_cond_init(&ctx->ready_cond, NULL);
     if (err != 0)
         goto out_destroy_lock;
+    err = io__workers_start(ctx, ctx->worker_threads);
+    if (err != 0)
+        goto out_destroy_cond;
     *out = ctx;
     return 0;
 
+out_destroy_cond:
+    pthread_cond_destroy(&ctx->ready_cond);
 out_destroy_lock:
     pthread_mutex_destroy(&ctx->lock);
 out_free_ctx:
@@ -221,9 +227,11 @@ out_free_ctx:
 }
 
 /*
- * Rule 17: run every queued handler, and every handler those post, on this
- * thread, ignoring stop and outstanding work_started, before anything is
- * freed.  Strands the user did not destroy go with the context.
+ * Rule 17: stop the workers, so that nothing else touches a descriptor;
+ * complete every pending write with ECANCELED and close the fds; then run
+ * every queued handler, and every handler those post, on this thread,
+ * ignoring stop and outstanding work_started, before anything is freed.
+ * Descriptors and strands the user did not destroy go with the context.
  */
 void io_context_destroy(io_context *ctx)
 {
@@ -231,7 +239,17 @@ void io_context_destroy(io_context *ctx)
 
     if (ctx == NULL)
         return;
+    atomic_store(&ctx->shutting_down, true);
+    io__workers_stop(ctx);
+    io__descriptors_shutdown(ctx);
     run_tasks(&r, SIZE_MAX, false);
+    while (ctx->descriptors != NULL) {
+        io_descriptor *d = ctx->descriptors;
+
+        ctx->descriptors = d->next;
+        io__descriptor_free(d);
+    }
+    io__workers_free(ctx);
     while (ctx->strands != NULL) {
         io_strand *s = ctx->strands;
 
@@ -295,13 +313,8 @@ void io_context_work_started(io_context *ctx)
 
 void io_context_work_finished(io_context *ctx)
 {
-    if (ctx == NULL)
-        return;
-    if (atomic_fetch_sub(&ctx->outstanding_work, 1) == 1) {
-        pthread_mutex_lock(&ctx->lock);
-        stop_locked(ctx);
-        pthread_mutex_unlock(&ctx->lock);
-    }
+    if (ctx != NULL)
+        io__context_finish_work(ctx, 1);
 }
 
 int io_context_post(io_context *ctx, io_handler fn, void *arg)
@@ -335,6 +348,38 @@ void io_context_get_stats(io_context *ctx, io_context_stats *out)
 void io__context_add_work(io_context *ctx, size_t n)
 {
     atomic_fetch_add(&ctx->outstanding_work, n);
+}
+
+void io__context_finish_work(io_context *ctx, size_t n)
+{
+    if (n > 0 && atomic_fetch_sub(&ctx->outstanding_work, n) == n) {
+        pthread_mutex_lock(&ctx->lock);
+        stop_locked(ctx);
+        pthread_mutex_unlock(&ctx->lock);
+    }
+}
+
+void io__context_adopt_descriptor(io_context *ctx, io_descriptor *d)
+{
+    pthread_mutex_lock(&ctx->lock);
+    d->prev = NULL;
+    d->next = ctx->descriptors;
+    if (ctx->descriptors != NULL)
+        ctx->descriptors->prev = d;
+    ctx->descriptors = d;
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+void io__context_forget_descriptor(io_context *ctx, io_descriptor *d)
+{
+    pthread_mutex_lock(&ctx->lock);
+    if (d->prev != NULL)
+        d->prev->next = d->next;
+    else
+        ctx->descriptors = d->next;
+    if (d->next != NULL)
+        d->next->prev = d->prev;
+    pthread_mutex_unlock(&ctx->lock);
 }
 
 void io__context_push_ready(io_context *ctx, struct io_task *t)

@@ -2,8 +2,9 @@
  * internal.h - the objects behind the opaque public types, and the calls
  * between modules.
  *
- * Locks: ctx->lock and each strand->lock.  A thread holds at most one of
- * them at a time, so there is no lock order to get wrong.  No lock is held
+ * Locks: ctx->lock, ctx->workers.lock, each strand->lock and each
+ * descriptor->lock.  A thread holds at most one of them at a time, so
+ * there is no lock order to get wrong.  No lock is held
  * while a handler runs or while memory goes to or comes from the
  * allocator.
  */
@@ -15,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <sys/uio.h>
 
 #include "alloc.h"
 #include "ioctx.h"
@@ -80,12 +83,31 @@ struct io_handler_node *io__handler_node_get_locked(struct io_node_cache *cache,
 /* Frees every node of the queue. */
 void io__handler_nodes_free(struct io_task_queue *nodes);
 
+/*
+ * The worker pool (worker.c): threads that write descriptors and wait in
+ * poll() for the ones that would block.  Guarded by its own lock.
+ */
+struct io_workers {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;            /* idle workers wait here */
+    struct io_task_queue ready;     /* lock: descriptors waiting for a turn */
+    struct io_task_queue parked;    /* lock: descriptors waiting for POLLOUT */
+    unsigned idle;                  /* lock: workers in pthread_cond_wait */
+    bool polling;                   /* lock: a worker is inside poll() */
+    bool wake_pending;              /* lock: wake_fd written, not yet drained */
+    bool stopping;                  /* lock */
+    int wake_fd;                    /* eventfd that interrupts poll() */
+    unsigned count;                 /* threads running; set at start */
+    pthread_t *threads;
+};
+
 struct io_context {
     pthread_mutex_t lock;
     pthread_cond_t ready_cond;          /* run threads wait here for work */
     struct io_task_queue ready;         /* lock: handlers and strands */
     struct io_node_cache spare_nodes;   /* lock */
     struct io_strand *strands;          /* lock: every strand not yet freed */
+    struct io_descriptor *descriptors;  /* lock: every descriptor not yet freed */
     unsigned idle_runners;              /* lock: threads in pthread_cond_wait */
     unsigned worker_threads;            /* from the options; set at create */
 
@@ -93,11 +115,17 @@ struct io_context {
      * two handlers of a strand batch without taking the lock. */
     atomic_bool stopped;
 
+    /* Set when destroy begins: writes started from then on (by handlers
+     * that destroy runs) complete at once with ECANCELED. */
+    atomic_bool shutting_down;
+
     /* Rule 6's work: plain handlers queued or running, + strands that are
      * scheduled (one unit each, however many handlers they hold), +
      * pending operations + work_started.  A unit is dropped only after
      * the handler returns or the run thread finds the strand empty. */
     atomic_size_t outstanding_work;
+
+    struct io_workers workers;
 
     struct {
         atomic_uint_fast64_t ops_started;
@@ -129,8 +157,97 @@ struct io_strand {
     struct io_strand *prev, *next;      /* ctx->lock: ctx->strands */
 };
 
+/* What a descriptor is; it decides the system call (sendmsg for sockets)
+ * and what EPIPE leaves behind (a SIGPIPE to consume, for the others). */
+enum io_fd_kind {
+    IO_FD_SOCKET,
+    IO_FD_PIPE,         /* pipe or FIFO */
+    IO_FD_TTY,
+    IO_FD_FILE,         /* regular file: always writable, writev may block */
+    IO_FD_CHAR,         /* character device other than a tty */
+    IO_FD_OTHER,
+};
+
+/* One write, from the initiating call to its handler.  The same node sits
+ * in the descriptor's queue while pending, then in the strand's queue as
+ * its completion: one allocation for the whole life of the operation. */
+struct io_write_op {
+    struct io_task task;        /* kind IO_TASK_WRITE */
+    io_descriptor *d;
+    io_write_handler handler;
+    void *arg;
+    bool write_all;             /* async_write (else async_write_some) */
+    bool in_flight;             /* d->lock: in the worker's current syscall */
+    bool cancel_requested;      /* d->lock: cancel once that syscall returns */
+    int error;                  /* the result, once complete */
+    size_t total;               /* bytes asked for */
+    size_t done;                /* bytes the kernel accepted */
+    size_t gathered;            /* bytes of this op in the current syscall */
+    size_t iov_index;           /* first buffer not fully written */
+    size_t iov_offset;          /* bytes of it already written */
+    size_t iov_count;
+    struct iovec iov[];         /* the caller's array, copied */
+};
+
+/* write_op.c */
+struct io_write_op *io__write_op_new(const struct iovec *bufs, size_t count, bool write_all,
+                                     io_write_handler handler, void *arg);
+void io__write_op_free(struct io_write_op *op);
+size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
+                           size_t budget);
+void io__write_op_advance(struct io_write_op *op, size_t n);
+bool io__write_op_is_finished(const struct io_write_op *op);
+
+struct io_descriptor {
+    struct io_task worker_link;         /* kind IO_TASK_DESCRIPTOR; workers->lock */
+    io_context *ctx;
+    io_strand *strand;                  /* completions go here; one ref held */
+    pthread_mutex_t lock;
+    pthread_cond_t released_cond;       /* release waits here for the workers */
+    struct io_task_queue ops;           /* lock: pending ops, in start order */
+    int os_fd;                          /* the fd the workers use; see descriptor.c */
+    atomic_int public_fd;               /* os_fd until closed or released, then -1 */
+    int saved_flags;                    /* file status flags before create */
+    enum io_fd_kind kind;
+    bool scheduled;                     /* lock: the workers hold it */
+    enum { IO_DETACH_NONE, IO_DETACH_CLOSE, IO_DETACH_RELEASE } detach; /* lock */
+    atomic_bool detach_pending;         /* detach != NONE, readable without lock */
+    atomic_size_t queued_bytes;
+    atomic_uint refs;                   /* user + ops + scheduled */
+    struct io_descriptor *prev, *next;  /* ctx->lock: ctx->descriptors */
+};
+
+/* descriptor.c */
+
+/* One turn of a worker on a descriptor taken from the ready queue: write
+ * until the queue is empty, the kernel would block, or the turn's budget
+ * is spent, then hand the descriptor back (idle, ready or parked).  The
+ * descriptor may be freed by the time it returns.  scratch holds IOV_MAX
+ * entries. */
+void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch);
+
+/* Runs a completed write's handler on its strand (IO_TASK_WRITE). */
+void io__write_op_complete(struct io_task *t);
+
+/* Context shutdown, after the workers stopped: cancel every pending op,
+ * close every fd still open. */
+void io__descriptors_shutdown(io_context *ctx);
+void io__descriptor_free(io_descriptor *d);
+
+/* worker.c */
+int io__workers_start(io_context *ctx, unsigned count);
+void io__workers_stop(io_context *ctx);
+void io__workers_free(io_context *ctx);
+void io__workers_schedule(io_context *ctx, io_descriptor *d);  /* idle -> ready */
+void io__workers_requeue(io_context *ctx, io_descriptor *d);   /* turn spent */
+void io__workers_park(io_context *ctx, io_descriptor *d);      /* would block */
+void io__workers_wake_poller(io_context *ctx);
+
 /* context.c */
 void io__context_add_work(io_context *ctx, size_t n);
+void io__context_finish_work(io_context *ctx, size_t n);
+void io__context_adopt_descriptor(io_context *ctx, io_descriptor *d);
+void io__context_forget_descriptor(io_context *ctx, io_descriptor *d);
 void io__context_push_ready(io_context *ctx, struct io_task *t);
 bool io__context_is_stopped(io_context *ctx);
 void io__context_adopt_strand(io_context *ctx, io_strand *s);
@@ -146,5 +263,12 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
 
 /* Frees a strand at context shutdown, when nothing can be queued on it. */
 void io__strand_free(io_strand *s);
+
+void io__strand_retain(io_strand *s);
+void io__strand_release(io_strand *s);
+
+/* Appends finished writes (IO_TASK_WRITE tasks) to the strand's queue in
+ * one step, scheduling the strand if it was idle. */
+void io__strand_push_completions(io_strand *s, struct io_task_queue *done);
 
 #endif /* IOCTX_INTERNAL_H */

@@ -2,7 +2,8 @@
  * strand.c - io_strand: handlers that run one at a time, in post order.
  *
  * Data and locking:
- *   s->lock guards s->handlers, s->spare_nodes and s->scheduled.
+ *   s->lock guards s->handlers (posted handlers and finished writes, in
+ *   order), s->spare_nodes and s->scheduled.
  *   s->refs is atomic.  s->prev/s->next belong to ctx->lock (context.c).
  *
  * A strand with handlers is "scheduled": it sits on the context's ready
@@ -65,7 +66,12 @@ void io__strand_free(io_strand *s)
     io__free(s);
 }
 
-static void strand_release(io_strand *s)
+void io__strand_retain(io_strand *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+}
+
+void io__strand_release(io_strand *s)
 {
     if (atomic_fetch_sub(&s->refs, 1) == 1) {
         io__context_forget_strand(s->ctx, s);
@@ -78,7 +84,39 @@ static void strand_release(io_strand *s)
 void io_strand_destroy(io_strand *s)
 {
     if (s != NULL)
-        strand_release(s);
+        io__strand_release(s);
+}
+
+/* Called with s->lock held, after queueing: returns true when this call
+ * made the strand scheduled, and must then hand it to schedule(). */
+static bool mark_scheduled_locked(io_strand *s)
+{
+    if (s->scheduled)
+        return false;
+    s->scheduled = true;
+    atomic_fetch_add(&s->refs, 1);
+    return true;
+}
+
+/* Only the call that schedules the strand touches the context: the strand
+ * is one unit of work until a run thread empties it, so the posts behind
+ * it share no counter with the run threads. */
+static void schedule(io_strand *s)
+{
+    io__context_add_work(s->ctx, 1);
+    io__context_push_ready(s->ctx, &s->ready_task);
+}
+
+void io__strand_push_completions(io_strand *s, struct io_task_queue *done)
+{
+    bool was_idle;
+
+    pthread_mutex_lock(&s->lock);
+    io_task_queue_splice(&s->handlers, done);
+    was_idle = mark_scheduled_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (was_idle)
+        schedule(s);
 }
 
 int io_strand_post(io_strand *s, io_handler fn, void *arg)
@@ -93,19 +131,10 @@ int io_strand_post(io_strand *s, io_handler fn, void *arg)
     if (node == NULL)
         return ENOMEM;
     io_task_queue_push(&s->handlers, &node->task);
-    was_idle = !s->scheduled;
-    if (was_idle) {
-        s->scheduled = true;
-        atomic_fetch_add(&s->refs, 1);
-    }
+    was_idle = mark_scheduled_locked(s);
     pthread_mutex_unlock(&s->lock);
-    /* Only the post that schedules the strand touches the context: the
-     * strand is one unit of work until a run thread empties it, so the
-     * posts behind it share no counter with the run threads. */
-    if (was_idle) {
-        io__context_add_work(s->ctx, 1);
-        io__context_push_ready(s->ctx, &s->ready_task);
-    }
+    if (was_idle)
+        schedule(s);
     return 0;
 }
 
@@ -140,9 +169,13 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
     running_frames = &frame;
     while (ran < budget && (ignore_stop || !io__context_is_stopped(s->ctx))
            && (t = io_task_queue_pop(&batch)) != NULL) {
-        node = io_container_of(t, struct io_handler_node, task);
-        node->fn(node->arg);
-        io_task_queue_push(&spent, t);
+        if (t->kind == IO_TASK_WRITE) {
+            io__write_op_complete(t);
+        } else {
+            node = io_container_of(t, struct io_handler_node, task);
+            node->fn(node->arg);
+            io_task_queue_push(&spent, t);
+        }
         ran++;
     }
     running_frames = frame.outer;
@@ -158,6 +191,6 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
     io__handler_nodes_free(&spent);
     *requeue = !emptied;
     if (emptied)
-        strand_release(s);
+        io__strand_release(s);
     return ran;
 }

@@ -16,6 +16,8 @@
 enum io_task_kind {
     IO_TASK_HANDLER,    /* a struct io_handler_node: fn(arg) */
     IO_TASK_STRAND,     /* a strand with handlers to run */
+    IO_TASK_WRITE,      /* a struct io_write_op: pending, then its completion */
+    IO_TASK_DESCRIPTOR, /* a descriptor waiting for a worker */
 };
 
 struct io_task {

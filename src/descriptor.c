@@ -1,0 +1,649 @@
+/*
+ * descriptor.c - io_descriptor: the queue of writes of one fd, a worker's
+ * turn on it, and cancel / close / release / destroy.
+ *
+ * Data and locking:
+ *   d->lock guards d->ops (pending writes in start order, and their
+ *   progress), d->scheduled, d->detach and every change of d->os_fd.
+ *   d->public_fd, d->queued_bytes and d->refs are atomics, read without it.
+ *   A thread never holds d->lock together with another lock: finished ops
+ *   move to a local queue and go to the strand after unlocking.
+ *
+ * Who may touch the fd:
+ *   While d->scheduled is true the workers hold the descriptor (it is on
+ *   their ready or parked queue, or one worker is in its turn) and only
+ *   that worker calls writev on d->os_fd, without d->lock, on the ops it
+ *   marked in_flight.  The fd is closed, or handed back by release, only
+ *   while d->scheduled is false: close and release of a scheduled
+ *   descriptor set d->detach and leave the rest to the worker's next turn
+ *   (release waits for it), so a number the kernel may reuse at once is
+ *   never written by us again (DESIGN.md, hard part 1).
+ *
+ * Every op ends exactly once: it leaves d->ops under d->lock, by the
+ * worker (written, or failed), by cancel/close/release, or by shutdown.
+ * An op in a worker's system call is never taken out by another thread:
+ * cancel marks it, and the worker completes it when the call returns.
+ *
+ * References (d->refs): the user's handle, one per op from start until
+ * its handler has returned, one while scheduled.  The last one frees d,
+ * which may happen inside a handler or on a worker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* One turn writes at most this much, then the descriptor goes to the back
+ * of the ready queue, so a huge write cannot starve the others. */
+#define IO_TURN_BYTES_MAX ((size_t)1 << 20)
+
+static enum io_fd_kind kind_of(const struct stat *st, int fd)
+{
+    if (S_ISSOCK(st->st_mode))
+        return IO_FD_SOCKET;
+    if (S_ISFIFO(st->st_mode))
+        return IO_FD_PIPE;
+    if (S_ISREG(st->st_mode))
+        return IO_FD_FILE;
+    if (S_ISCHR(st->st_mode))
+        return isatty(fd) ? IO_FD_TTY : IO_FD_CHAR;
+    return IO_FD_OTHER;
+}
+
+int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out)
+{
+    io_descriptor *d;
+    struct stat st;
+    int flags, err;
+
+    if (ctx == NULL || out == NULL)
+        return EINVAL;
+    flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fstat(fd, &st) != 0)
+        return errno;
+    d = io__alloc(sizeof(*d));
+    if (d == NULL)
+        return ENOMEM;
+    *d = (io_descriptor){
+        .worker_link = { NULL, IO_TASK_DESCRIPTOR },
+        .ctx = ctx,
+        .strand = strand,
+        .ops = IO_TASK_QUEUE_INIT,
+        .os_fd = fd,
+        .saved_flags = flags,
+        .kind = kind_of(&st, fd),
+    };
+    atomic_init(&d->public_fd, fd);
+    atomic_init(&d->detach_pending, false);
+    atomic_init(&d->queued_bytes, 0);
+    atomic_init(&d->refs, 1);
+    if (strand != NULL)
+        io__strand_retain(strand);
+    else if ((err = io_strand_create(ctx, &d->strand)) != 0)
+        goto out_free;
+    err = pthread_mutex_init(&d->lock, NULL);
+    if (err != 0)
+        goto out_release_strand;
+    err = pthread_cond_init(&d->released_cond, NULL);
+    if (err != 0)
+        goto out_destroy_lock;
+    /* Last, so that a failure above leaves the fd as it was.  Skips the
+     * system call when the flag is already set. */
+    if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        err = errno;
+        goto out_destroy_cond;
+    }
+    io__context_adopt_descriptor(ctx, d);
+    *out = d;
+    return 0;
+
+out_destroy_cond:
+    pthread_cond_destroy(&d->released_cond);
+out_destroy_lock:
+    pthread_mutex_destroy(&d->lock);
+out_release_strand:
+    io__strand_release(d->strand);
+out_free:
+    io__free(d);
+    return err;
+}
+
+int io_descriptor_native_handle(const io_descriptor *d)
+{
+    return d != NULL ? atomic_load(&((io_descriptor *)d)->public_fd) : -1;
+}
+
+bool io_descriptor_is_open(const io_descriptor *d)
+{
+    return io_descriptor_native_handle(d) >= 0;
+}
+
+size_t io_descriptor_queued_bytes(const io_descriptor *d)
+{
+    return d != NULL ? atomic_load(&((io_descriptor *)d)->queued_bytes) : 0;
+}
+
+static void descriptor_release_ref(io_descriptor *d)
+{
+    if (atomic_fetch_sub(&d->refs, 1) == 1) {
+        io__context_forget_descriptor(d->ctx, d);
+        io__descriptor_free(d);
+    }
+}
+
+void io__descriptor_free(io_descriptor *d)
+{
+    /* Only a descriptor created while its context shut down can still
+     * hold an fd here; rule 17 closes it. */
+    if (d->os_fd >= 0 && atomic_load(&d->public_fd) >= 0)
+        close(d->os_fd);
+    pthread_cond_destroy(&d->released_cond);
+    pthread_mutex_destroy(&d->lock);
+    io__strand_release(d->strand);
+    io__free(d);
+}
+
+/* Takes op out of d->ops (prev is the op before it, or NULL at the head)
+ * and records its result.  Called with d->lock held. */
+static void complete_locked(io_descriptor *d, struct io_task *prev, struct io_write_op *op,
+                            int error, struct io_task_queue *done)
+{
+    struct io_task *t = &op->task;
+
+    if (prev == NULL)
+        d->ops.head = t->next;
+    else
+        prev->next = t->next;
+    if (d->ops.tail == t)
+        d->ops.tail = prev;
+    atomic_fetch_sub(&d->queued_bytes, op->total - op->done);
+    op->error = error;
+    op->in_flight = false;
+    io_task_queue_push(done, t);
+}
+
+static struct io_write_op *op_of(struct io_task *t)
+{
+    return io_container_of(t, struct io_write_op, task);
+}
+
+/* Cancels every pending op that no system call holds; marks the others so
+ * that the worker cancels them when their call returns.  Called with
+ * d->lock held. */
+static void cancel_pending_locked(io_descriptor *d, struct io_task_queue *done)
+{
+    struct io_task *prev = NULL, *t = d->ops.head, *next;
+
+    for (; t != NULL; t = next) {
+        struct io_write_op *op = op_of(t);
+
+        next = t->next;
+        if (op->in_flight) {
+            op->cancel_requested = true;
+            prev = t;
+        } else {
+            complete_locked(d, prev, op, ECANCELED, done);
+        }
+    }
+}
+
+/* Completes the ops that cancel marked while they were in a system call.
+ * Called with d->lock held, after the call's bytes were accounted. */
+static void cancel_requested_locked(io_descriptor *d, struct io_task_queue *done)
+{
+    struct io_task *prev = NULL, *t = d->ops.head, *next;
+
+    for (; t != NULL; t = next) {
+        struct io_write_op *op = op_of(t);
+
+        next = t->next;
+        if (op->cancel_requested)
+            complete_locked(d, prev, op, ECANCELED, done);
+        else
+            prev = t;
+    }
+}
+
+/* Hands finished ops to the descriptor's strand.  Their pending units of
+ * work end once the strand holds them (it counts as work itself). */
+static void hand_over(io_descriptor *d, struct io_task_queue *done, bool counted_as_work)
+{
+    size_t n = 0;
+
+    for (struct io_task *t = done->head; t != NULL; t = t->next)
+        n++;
+    if (n == 0)
+        return;
+    io__strand_push_completions(d->strand, done);
+    atomic_fetch_add_explicit(&d->ctx->stats.ops_completed, n, memory_order_relaxed);
+    if (counted_as_work)
+        io__context_finish_work(d->ctx, n);
+}
+
+static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count, bool write_all,
+                       io_write_handler handler, void *arg)
+{
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+    struct io_write_op *op;
+    bool schedule = false, pending = false;
+
+    if (d == NULL || handler == NULL || (bufs == NULL && count > 0))
+        return EINVAL;
+    op = io__write_op_new(bufs, count, write_all, handler, arg);
+    if (op == NULL)
+        return ENOMEM;
+    op->d = d;
+    atomic_fetch_add(&d->refs, 1);
+    atomic_fetch_add_explicit(&d->ctx->stats.ops_started, 1, memory_order_relaxed);
+
+    pthread_mutex_lock(&d->lock);
+    if (atomic_load(&d->public_fd) < 0) {
+        op->error = EBADF;
+        io_task_queue_push(&done, &op->task);
+    } else if (atomic_load(&d->ctx->shutting_down)) {
+        op->error = ECANCELED;
+        io_task_queue_push(&done, &op->task);
+    } else if (op->total == 0 && io_task_queue_is_empty(&d->ops)) {
+        /* Nothing to write and nothing before it: done, without a
+         * system call (rule 12), still through the strand (rule 5). */
+        io_task_queue_push(&done, &op->task);
+    } else {
+        io_task_queue_push(&d->ops, &op->task);
+        atomic_fetch_add(&d->queued_bytes, op->total);
+        io__context_add_work(d->ctx, 1);
+        pending = true;
+        if (!d->scheduled) {
+            d->scheduled = true;
+            atomic_fetch_add(&d->refs, 1);
+            schedule = true;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+
+    if (!pending)
+        hand_over(d, &done, false);
+    if (schedule)
+        io__workers_schedule(d->ctx, d);
+    return 0;
+}
+
+int io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs, size_t count,
+                                   io_write_handler handler, void *arg,
+                                   io_cancel_signal *cancel)
+{
+    (void)cancel;   /* per-operation cancellation arrives with io_cancel_signal */
+    return start_write(d, bufs, count, false, handler, arg);
+}
+
+int io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t count,
+                              io_write_handler handler, void *arg,
+                              io_cancel_signal *cancel)
+{
+    (void)cancel;
+    return start_write(d, bufs, count, true, handler, arg);
+}
+
+int io_descriptor_cancel(io_descriptor *d)
+{
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+    int err = 0;
+
+    if (d == NULL)
+        return EINVAL;
+    pthread_mutex_lock(&d->lock);
+    if (atomic_load(&d->public_fd) < 0)
+        err = EBADF;    /* as Asio's cancel on a closed descriptor */
+    else
+        cancel_pending_locked(d, &done);
+    pthread_mutex_unlock(&d->lock);
+    hand_over(d, &done, true);
+    return err;
+}
+
+/*
+ * Starts a close or a release: the descriptor stops being open at once and
+ * its pending ops are cancelled.  Returns true when the workers hold it,
+ * in which case their next turn on it finishes the job (d->detach).
+ * Called with d->lock held and the descriptor open.
+ */
+static bool detach_locked(io_descriptor *d, int how, struct io_task_queue *done)
+{
+    atomic_store(&d->public_fd, -1);
+    cancel_pending_locked(d, done);
+    if (!d->scheduled)
+        return false;
+    d->detach = how;
+    atomic_store(&d->detach_pending, true);
+    return true;
+}
+
+int io_descriptor_close(io_descriptor *d)
+{
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+    int fd = -1;
+    bool deferred;
+
+    if (d == NULL)
+        return EINVAL;
+    pthread_mutex_lock(&d->lock);
+    if (atomic_load(&d->public_fd) < 0) {
+        pthread_mutex_unlock(&d->lock);
+        return EBADF;
+    }
+    deferred = detach_locked(d, IO_DETACH_CLOSE, &done);
+    if (!deferred) {
+        fd = d->os_fd;
+        d->os_fd = -1;
+    }
+    pthread_mutex_unlock(&d->lock);
+
+    if (fd >= 0)
+        close(fd);      /* on Linux the fd is gone even if close fails */
+    hand_over(d, &done, true);
+    if (deferred)
+        io__workers_wake_poller(d->ctx);
+    return 0;
+}
+
+int io_descriptor_release(io_descriptor *d)
+{
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+    int fd;
+
+    if (d == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    pthread_mutex_lock(&d->lock);
+    if (atomic_load(&d->public_fd) < 0) {
+        pthread_mutex_unlock(&d->lock);
+        errno = EBADF;
+        return -1;
+    }
+    if (detach_locked(d, IO_DETACH_RELEASE, &done)) {
+        /* The fd goes back to the caller, who may close it at once: wait
+         * until no worker can use it any more. */
+        pthread_mutex_unlock(&d->lock);
+        hand_over(d, &done, true);
+        io__workers_wake_poller(d->ctx);
+        pthread_mutex_lock(&d->lock);
+        while (d->scheduled)
+            pthread_cond_wait(&d->released_cond, &d->lock);
+    }
+    fd = d->os_fd;
+    d->os_fd = -1;
+    pthread_mutex_unlock(&d->lock);
+
+    hand_over(d, &done, true);
+    /* Restore what create changed: the file status flags it had. */
+    if (fcntl(fd, F_GETFL) != d->saved_flags)
+        (void)fcntl(fd, F_SETFL, d->saved_flags);
+    return fd;
+}
+
+void io_descriptor_destroy(io_descriptor *d)
+{
+    if (d == NULL)
+        return;
+    (void)io_descriptor_close(d);   /* EBADF when already closed or released */
+    descriptor_release_ref(d);
+}
+
+void io__write_op_complete(struct io_task *t)
+{
+    struct io_write_op *op = op_of(t);
+    io_descriptor *d = op->d;
+
+    op->handler(op->arg, op->error, op->done);
+    io__write_op_free(op);
+    descriptor_release_ref(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* the worker's turn                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Completes the ops at the head that have nothing left to write (those
+ * that asked for 0 bytes).  Called with d->lock held. */
+static void complete_finished_head_locked(io_descriptor *d, struct io_task_queue *done)
+{
+    while (d->ops.head != NULL && io__write_op_is_finished(op_of(d->ops.head)))
+        complete_locked(d, NULL, op_of(d->ops.head), 0, done);
+}
+
+/*
+ * Gathers ops from the head, in order, into one system call: up to IOV_MAX
+ * buffers and budget bytes, never past an op it could not take whole (so
+ * no op's bytes follow a part of another).  Marks them in_flight; returns
+ * the number of buffers and sets *nops.  Called with d->lock held.
+ */
+static size_t gather_locked(io_descriptor *d, struct iovec *vec, size_t budget, bool one_op,
+                            size_t *nops)
+{
+    size_t used = 0, bytes = 0;
+
+    *nops = 0;
+    for (struct io_task *t = d->ops.head; t != NULL && used < IOV_MAX && bytes < budget;
+         t = t->next) {
+        struct io_write_op *op = op_of(t);
+
+        used += io__write_op_gather(op, vec + used, IOV_MAX - used, budget - bytes);
+        bytes += op->gathered;
+        op->in_flight = true;
+        (*nops)++;
+        if (one_op || op->gathered < op->total - op->done)
+            break;
+    }
+    return used;
+}
+
+/* Credits n written bytes to the in-flight ops in order and completes the
+ * finished ones.  Called with d->lock held. */
+static void account_written_locked(io_descriptor *d, size_t n, struct io_task_queue *done)
+{
+    struct io_task *t;
+
+    while ((t = d->ops.head) != NULL && op_of(t)->in_flight) {
+        struct io_write_op *op = op_of(t);
+        size_t take = n < op->gathered ? n : op->gathered;
+
+        n -= take;
+        io__write_op_advance(op, take);
+        atomic_fetch_sub(&d->queued_bytes, take);
+        op->in_flight = false;
+        op->gathered = 0;
+        if (!io__write_op_is_finished(op))
+            break;
+        complete_locked(d, NULL, op, 0, done);
+    }
+    for (; t != NULL && op_of(t)->in_flight; t = t->next) {
+        op_of(t)->in_flight = false;
+        op_of(t)->gathered = 0;
+    }
+}
+
+static void clear_in_flight_locked(io_descriptor *d)
+{
+    account_written_locked(d, 0, &(struct io_task_queue)IO_TASK_QUEUE_INIT);
+}
+
+/* A pipe's EPIPE leaves a SIGPIPE pending on this thread (workers keep it
+ * blocked); take it away so that nothing is ever delivered. */
+static void consume_sigpipe(void)
+{
+    static const struct timespec no_wait = { 0, 0 };
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    while (sigtimedwait(&set, NULL, &no_wait) < 0 && errno == EINTR)
+        ;
+}
+
+/* One write system call.  Returns the bytes written, or -1 with *err set;
+ * EINTR is retried here and never reaches the caller. */
+static ssize_t write_once(io_descriptor *d, int fd, struct iovec *vec, size_t count, int *err)
+{
+    io_context *ctx = d->ctx;
+    ssize_t n;
+
+    for (;;) {
+        atomic_fetch_add_explicit(&ctx->stats.writev_calls, 1, memory_order_relaxed);
+        if (d->kind == IO_FD_SOCKET) {
+            struct msghdr msg = { .msg_iov = vec, .msg_iovlen = count };
+
+            n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        } else {
+            n = writev(fd, vec, (int)count);
+        }
+        if (n >= 0) {
+            atomic_fetch_add_explicit(&ctx->stats.bytes_written, (uint64_t)n,
+                                      memory_order_relaxed);
+            return n;
+        }
+        if (errno != EINTR)
+            break;
+    }
+    *err = errno;
+    if (*err == EAGAIN || *err == EWOULDBLOCK) {
+        *err = EAGAIN;
+        atomic_fetch_add_explicit(&ctx->stats.would_block, 1, memory_order_relaxed);
+    } else if (*err == EPIPE && d->kind != IO_FD_SOCKET) {
+        consume_sigpipe();
+    }
+    return -1;
+}
+
+/* Ends a close or release that found the workers holding the descriptor:
+ * cancels what is left, then closes the fd (close) or leaves it to the
+ * waiting release.  Returns the fd to close, or -1.  d->lock held. */
+static int finish_detach_locked(io_descriptor *d, struct io_task_queue *done)
+{
+    int fd = -1;
+
+    cancel_pending_locked(d, done);
+    if (d->detach == IO_DETACH_CLOSE) {
+        fd = d->os_fd;
+        d->os_fd = -1;
+    }
+    d->detach = IO_DETACH_NONE;
+    atomic_store(&d->detach_pending, false);
+    return fd;
+}
+
+enum turn_end { TURN_IDLE, TURN_READY, TURN_PARKED };
+
+void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
+{
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+    size_t budget = IO_TURN_BYTES_MAX, nops, count;
+    bool one_op = false;
+    enum turn_end end;
+    int fd_to_close = -1, fd, err = 0;
+    ssize_t n;
+
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        if (d->detach != IO_DETACH_NONE) {
+            fd_to_close = finish_detach_locked(d, &done);
+            end = TURN_IDLE;
+            break;
+        }
+        complete_finished_head_locked(d, &done);
+        if (io_task_queue_is_empty(&d->ops)) {
+            end = TURN_IDLE;
+            break;
+        }
+        if (budget == 0) {
+            end = TURN_READY;
+            break;
+        }
+        count = gather_locked(d, scratch, budget, one_op, &nops);
+        one_op = false;
+        fd = d->os_fd;
+        pthread_mutex_unlock(&d->lock);
+        n = write_once(d, fd, scratch, count, &err);
+        pthread_mutex_lock(&d->lock);
+
+        if (n > 0) {
+            account_written_locked(d, (size_t)n, &done);
+            budget -= (size_t)n < budget ? (size_t)n : budget;
+            cancel_requested_locked(d, &done);
+            continue;
+        }
+        clear_in_flight_locked(d);
+        cancel_requested_locked(d, &done);
+        if (n == 0 || err == EAGAIN) {
+            /* 0 from a non-empty write means no room either: wait for
+             * POLLOUT rather than spin. */
+            end = TURN_PARKED;
+            break;
+        }
+        if (nops > 1) {
+            /* The call failed for all the ops it carried; give the head
+             * op a call of its own, so that one op's bad buffer (EFAULT)
+             * is not blamed on the others. */
+            one_op = true;
+            continue;
+        }
+        if (d->ops.head != NULL)
+            complete_locked(d, NULL, op_of(d->ops.head), err, &done);
+    }
+    if (end == TURN_IDLE) {
+        d->scheduled = false;
+        pthread_cond_broadcast(&d->released_cond);
+    }
+    pthread_mutex_unlock(&d->lock);
+
+    if (fd_to_close >= 0)
+        close(fd_to_close);
+    hand_over(d, &done, true);
+    if (end == TURN_READY)
+        io__workers_schedule(d->ctx, d);
+    else if (end == TURN_PARKED)
+        io__workers_park(d->ctx, d);
+    else
+        descriptor_release_ref(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* context shutdown                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Rule 17, with the workers stopped: nothing else touches descriptors. */
+void io__descriptors_shutdown(io_context *ctx)
+{
+    io_descriptor *d, *next;
+
+    for (d = ctx->descriptors; d != NULL; d = next) {
+        struct io_task_queue done = IO_TASK_QUEUE_INIT;
+        bool was_scheduled;
+        int fd = -1;
+
+        next = d->next;
+        pthread_mutex_lock(&d->lock);
+        clear_in_flight_locked(d);
+        cancel_pending_locked(d, &done);
+        if (atomic_load(&d->public_fd) >= 0 || d->detach == IO_DETACH_CLOSE) {
+            fd = d->os_fd;
+            d->os_fd = -1;
+        }
+        atomic_store(&d->public_fd, -1);
+        d->detach = IO_DETACH_NONE;
+        was_scheduled = d->scheduled;
+        d->scheduled = false;
+        pthread_mutex_unlock(&d->lock);
+
+        if (fd >= 0)
+            close(fd);
+        hand_over(d, &done, true);
+        if (was_scheduled)
+            descriptor_release_ref(d);
+    }
+}

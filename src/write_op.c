@@ -1,0 +1,104 @@
+/*
+ * write_op.c - one write operation: the caller's iovec array, copied, and
+ * how far the kernel has got through it.
+ *
+ * Data and locking: an op belongs to its descriptor's queue and is touched
+ * under d->lock, except by the worker that gathered it into a system call,
+ * which reads its buffers without the lock while op->in_flight is set
+ * (nobody else moves an in-flight op).  After completion it belongs to
+ * the strand that runs its handler.  No locks here.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Copies the array, not the data: the caller keeps the buffers valid until
+ * the handler runs, as in Asio.  Returns NULL when memory runs out. */
+struct io_write_op *io__write_op_new(const struct iovec *bufs, size_t count, bool write_all,
+                                     io_write_handler handler, void *arg)
+{
+    struct io_write_op *op;
+    size_t total = 0;
+
+    if (count > (SIZE_MAX - sizeof(*op)) / sizeof(struct iovec))
+        return NULL;
+    op = io__alloc(sizeof(*op) + count * sizeof(struct iovec));
+    if (op == NULL)
+        return NULL;
+    *op = (struct io_write_op){
+        .task = { NULL, IO_TASK_WRITE },
+        .handler = handler,
+        .arg = arg,
+        .write_all = write_all,
+        .iov_count = count,
+    };
+    if (count > 0)
+        memcpy(op->iov, bufs, count * sizeof(struct iovec));
+    for (size_t i = 0; i < count; i++) {
+        /* A total past SIZE_MAX cannot be real memory; the kernel will say
+         * EFAULT or EINVAL for it, and the handler gets that. */
+        total = bufs[i].iov_len > SIZE_MAX - total ? SIZE_MAX : total + bufs[i].iov_len;
+    }
+    op->total = total;
+    return op;
+}
+
+void io__write_op_free(struct io_write_op *op)
+{
+    io__free(op);
+}
+
+/*
+ * Appends to vec (room entries left) the op's unwritten bytes, at most
+ * budget of them, skipping empty buffers.  Records the amount in
+ * op->gathered and returns the number of entries used.
+ */
+size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
+                           size_t budget)
+{
+    size_t used = 0, bytes = 0, offset = op->iov_offset;
+
+    for (size_t i = op->iov_index; i < op->iov_count && used < room && bytes < budget; i++) {
+        size_t len = op->iov[i].iov_len - offset;
+
+        if (len > budget - bytes)
+            len = budget - bytes;
+        if (len > 0) {
+            vec[used].iov_base = (char *)op->iov[i].iov_base + offset;
+            vec[used].iov_len = len;
+            used++;
+            bytes += len;
+        }
+        offset = 0;
+    }
+    op->gathered = bytes;
+    return used;
+}
+
+/* Moves the op's position n bytes on (n <= its unwritten bytes). */
+void io__write_op_advance(struct io_write_op *op, size_t n)
+{
+    op->done += n;
+    while (n > 0 && op->iov_index < op->iov_count) {
+        size_t left = op->iov[op->iov_index].iov_len - op->iov_offset;
+
+        if (n < left) {
+            op->iov_offset += n;
+            return;
+        }
+        n -= left;
+        op->iov_index++;
+        op->iov_offset = 0;
+    }
+}
+
+/* async_write is finished when every byte is written; async_write_some
+ * after any write that took at least one byte; either at once when it
+ * asked for nothing. */
+bool io__write_op_is_finished(const struct io_write_op *op)
+{
+    if (op->write_all)
+        return op->done == op->total;
+    return op->done > 0 || op->total == 0;
+}
