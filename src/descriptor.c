@@ -458,8 +458,10 @@ static void account_written_locked(io_descriptor *d, size_t n, struct io_task_qu
         atomic_fetch_sub(&d->queued_bytes, take);
         op->in_flight = false;
         op->gathered = 0;
-        if (!io__write_op_is_finished(op))
+        if (!io__write_op_is_finished(op)) {
+            t = t->next;    /* the ops behind it got no byte of this call */
             break;
+        }
         complete_locked(d, NULL, op, 0, done);
     }
     for (; t != NULL && op_of(t)->in_flight; t = t->next) {
