@@ -10,6 +10,7 @@
  * Backpressure is real: a test fills a small pipe or socket and waits until
  * the stats show a write that returned EAGAIN before it starts a reader.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1234,6 +1235,37 @@ END_TEST
 
 /* Rule 16: with SIGPIPE at its default, a signal would kill this process
  * and fail the test. */
+/* How many threads of this process have a SIGPIPE pending, from the
+ * SigPnd mask of each in /proc (a blocked signal waits there for ever). */
+static int threads_with_sigpipe_pending(void)
+{
+    char path[300], line[256];
+    int count = 0;
+    DIR *dir = opendir("/proc/self/task");
+    struct dirent *e;
+
+    ck_assert_ptr_nonnull(dir);
+    while ((e = readdir(dir)) != NULL) {
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;   /* the thread just exited */
+        while (fgets(line, sizeof(line), f) != NULL) {
+            unsigned long long mask;
+
+            if (sscanf(line, "SigPnd: %llx", &mask) == 1 && (mask & (1ull << (SIGPIPE - 1))))
+                count++;
+        }
+        fclose(f);
+    }
+    closedir(dir);
+    return count;
+}
+
 START_TEST(write_to_a_pipe_without_reader_gives_epipe)
 {
     io_context *ctx = new_context(0);
@@ -1251,6 +1283,9 @@ START_TEST(write_to_a_pipe_without_reader_gives_epipe)
     ck_assert_uint_eq(run_marked(ctx), 2);
     assert_op(&ops[0], EPIPE, 0);
     assert_op(&ops[1], EPIPE, 0);
+    /* The worker keeps SIGPIPE blocked; each EPIPE left one pending on it,
+     * and the library must have taken it away (still running here). */
+    ck_assert_int_eq(threads_with_sigpipe_pending(), 0);
     io_descriptor_destroy(d);
     finish(ctx);
 }
@@ -1277,6 +1312,8 @@ START_TEST(write_to_a_socket_without_peer_gives_epipe)
         ck_assert_msg(err == EPIPE || err == ECONNRESET, "op %d: error %d (%s)", i, err, strerror(err));
         assert_op(&ops[i], err, 0);
     }
+    /* MSG_NOSIGNAL: not even a blocked SIGPIPE left pending on a worker. */
+    ck_assert_int_eq(threads_with_sigpipe_pending(), 0);
     io_descriptor_destroy(d);
     finish(ctx);
 }
@@ -1802,6 +1839,87 @@ START_TEST(regular_file_gets_every_byte)
 }
 END_TEST
 
+/* Reads exactly len bytes from a blocking fd. */
+static void read_exactly(int fd, unsigned char *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+
+        if (n > 0)
+            got += (size_t)n;
+        else
+            ck_assert_msg(n < 0 && errno == EINTR, "read: %s", n == 0 ? "EOF" : strerror(errno));
+    }
+}
+
+#define HUGE_CHUNKS 64
+
+/*
+ * One worker is held in a blocking writev (the pipe's O_NONBLOCK cleared
+ * behind the library's back) while a 64 MiB write to /dev/null and then a
+ * 1-byte write to a socket queue up behind it.  Once it is let go, the
+ * bounded turn must hand the worker to the small write long before the
+ * huge one is done: the completions come held, small, huge.
+ */
+START_TEST(a_huge_write_does_not_starve_other_descriptors)
+{
+    size_t psz, chunk = (size_t)1 << 20;
+    unsigned char *hold_data, *chunk_data, *got;
+    io_context *ctx = new_context(1);
+    struct iovec huge[HUGE_CHUNKS];
+    io_descriptor *held, *big, *small;
+    int hold[2], sv[2], null_fd;
+    struct op_log log;
+    struct op ops[3];
+    char byte;
+
+    psz = small_pipe(hold);
+    hold_data = new_pattern(2 * psz, 21);
+    chunk_data = calloc(1, chunk);
+    got = malloc(2 * psz);
+    ck_assert(chunk_data != NULL && got != NULL);
+    null_fd = open("/dev/null", O_WRONLY);
+    ck_assert_int_ge(null_fd, 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    held = new_descriptor(ctx, hold[1], NULL);
+    big = new_descriptor(ctx, null_fd, NULL);
+    small = new_descriptor(ctx, sv[0], NULL);
+    ck_assert_int_eq(fcntl(hold[1], F_SETFL, fcntl(hold[1], F_GETFL) & ~O_NONBLOCK), 0);
+    init_log(&log);
+    init_ops(ops, 3, &log);
+
+    /* The first psz bytes fill the pipe; the worker blocks on the rest. */
+    ck_assert_int_eq(write_all(held, hold_data, 2 * psz, &ops[0]), 0);
+    for (int i = 0; i < HUGE_CHUNKS; i++)
+        huge[i] = io_buffer(chunk_data, chunk);
+    ck_assert_int_eq(io_descriptor_async_write(big, huge, HUGE_CHUNKS, on_write, &ops[2], NULL), 0);
+    ck_assert_int_eq(write_all(small, "s", 1, &ops[1]), 0);
+    read_exactly(hold[0], got, 2 * psz);
+    ck_assert(memcmp(got, hold_data, 2 * psz) == 0);
+
+    ck_assert_uint_eq(run_marked(ctx), 3);
+    assert_op(&ops[0], 0, 2 * psz);
+    assert_op(&ops[1], 0, 1);
+    assert_op(&ops[2], 0, HUGE_CHUNKS * chunk);
+    assert_in_order(&log, 3);
+    ck_assert_int_eq(read(sv[1], &byte, 1), 1);
+    ck_assert_int_eq(byte, 's');
+    ck_assert_int_eq(tu_int(&app_thread_write_calls), 0);
+
+    io_descriptor_destroy(held);
+    io_descriptor_destroy(big);
+    io_descriptor_destroy(small);
+    finish(ctx);
+    close(hold[0]);
+    close(sv[1]);
+    free(hold_data);
+    free(chunk_data);
+    free(got);
+}
+END_TEST
+
 START_TEST(dev_null_takes_a_mebibyte)
 {
     size_t size = (size_t)1 << 20;
@@ -1905,6 +2023,7 @@ static Suite *descriptor_suite(void)
     tcase_add_test(tc, completions_of_one_descriptor_never_run_concurrently);
     tcase_add_test(tc, completions_run_on_the_strand_given_to_create);
     tcase_add_test(tc, four_workers_serve_sixteen_sockets);
+    tcase_add_test(tc, a_huge_write_does_not_starve_other_descriptors);
 
     tc = new_tcase(s, "errors");
     tcase_add_test(tc, write_to_a_pipe_without_reader_gives_epipe);
