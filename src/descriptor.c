@@ -129,7 +129,12 @@ size_t io_descriptor_queued_bytes(const io_descriptor *d)
     return d != NULL ? atomic_load(&((io_descriptor *)d)->queued_bytes) : 0;
 }
 
-static void descriptor_release_ref(io_descriptor *d)
+void io__descriptor_retain(io_descriptor *d)
+{
+    atomic_fetch_add(&d->refs, 1);
+}
+
+void io__descriptor_release_ref(io_descriptor *d)
 {
     if (atomic_fetch_sub(&d->refs, 1) == 1) {
         io__context_forget_descriptor(d->ctx, d);
@@ -165,6 +170,12 @@ static void complete_locked(io_descriptor *d, struct io_task *prev, struct io_wr
     atomic_fetch_sub(&d->queued_bytes, op->total - op->done);
     op->error = error;
     op->in_flight = false;
+    if (op->cancel != NULL) {
+        /* Rule 18: free for reuse once the op is complete, already inside
+         * its handler. */
+        io__cancel_signal_detach(op->cancel);
+        op->cancel = NULL;
+    }
     io_task_queue_push(done, t);
 }
 
@@ -193,8 +204,9 @@ static void cancel_pending_locked(io_descriptor *d, struct io_task_queue *done)
     }
 }
 
-/* Completes the ops that cancel marked while they were in a system call.
- * Called with d->lock held, after the call's bytes were accounted. */
+/* Completes the ops that a cancel marked while they were in a system
+ * call: all of them, or (IO_CANCEL_TOTAL) those the call wrote nothing
+ * of.  Called with d->lock held, after the call's bytes were accounted. */
 static void cancel_requested_locked(io_descriptor *d, struct io_task_queue *done)
 {
     struct io_task *prev = NULL, *t = d->ops.head, *next;
@@ -203,12 +215,56 @@ static void cancel_requested_locked(io_descriptor *d, struct io_task_queue *done
         struct io_write_op *op = op_of(t);
 
         next = t->next;
-        if (op->cancel_requested)
+        if (op->cancel_requested || (op->cancel_if_untouched && op->done == 0)) {
             complete_locked(d, prev, op, ECANCELED, done);
-        else
+        } else {
+            op->cancel_if_untouched = false;
             prev = t;
+        }
     }
 }
+
+/* Takes op, wherever it is in the queue, out with ECANCELED; the others
+ * keep their order (rule 10).  Called with d->lock held. */
+static void cancel_one_locked(io_descriptor *d, struct io_write_op *op, struct io_task_queue *done)
+{
+    struct io_task *prev = NULL;
+
+    for (struct io_task *t = d->ops.head; t != &op->task; t = t->next)
+        prev = t;
+    complete_locked(d, prev, op, ECANCELED, done);
+}
+
+/*
+ * Rule 19.  async_write_some: any type cancels it while none of its bytes
+ * is in a system call; after that, emit has no effect.  async_write:
+ * TERMINAL or PARTIAL stop it before its next system call (the worker
+ * finishes the one under way and reports the bytes so far); TOTAL only
+ * while no byte has been written.  Called with d->lock held and op one of
+ * d's pending ops.
+ */
+static void emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type,
+                        struct io_task_queue *done)
+{
+    bool terminal = (type & (IO_CANCEL_TERMINAL | IO_CANCEL_PARTIAL)) != 0;
+    bool total = (type & IO_CANCEL_TOTAL) != 0;
+
+    if (!op->write_all) {
+        if ((terminal || total) && !op->in_flight)
+            cancel_one_locked(d, op, done);
+    } else if (terminal) {
+        if (op->in_flight)
+            op->cancel_requested = true;
+        else
+            cancel_one_locked(d, op, done);
+    } else if (total && op->done == 0) {
+        if (op->in_flight)
+            op->cancel_if_untouched = true;
+        else
+            cancel_one_locked(d, op, done);
+    }
+}
+
 
 /* Hands finished ops to the descriptor's strand.  Their pending units of
  * work end once the strand holds them (it counts as work itself). */
@@ -226,12 +282,46 @@ static void hand_over(io_descriptor *d, struct io_task_queue *done, bool counted
         io__context_finish_work(d->ctx, n);
 }
 
-static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count, bool write_all,
-                       io_write_handler handler, void *arg)
+void io__descriptor_emit(io_descriptor *d, io_cancel_signal *sig, unsigned type)
 {
     struct io_task_queue done = IO_TASK_QUEUE_INIT;
     struct io_write_op *op;
-    bool schedule = false, pending = false;
+
+    pthread_mutex_lock(&d->lock);
+    /* Looked up again under d->lock: the op may have completed, and the
+     * signal been reused elsewhere, since the caller pinned d. */
+    op = io__cancel_signal_op_on(sig, d);
+    if (op != NULL && type == 0) {
+        io__cancel_signal_detach(sig);
+        op->cancel = NULL;
+    } else if (op != NULL) {
+        emit_locked(d, op, type, &done);
+    }
+    pthread_mutex_unlock(&d->lock);
+    hand_over(d, &done, true);
+}
+
+/* Whether a new op completes in the initiating call: on a closed
+ * descriptor (EBADF), during context shutdown (ECANCELED), or with nothing
+ * to write and nothing before it (rule 12: no system call).  Called with
+ * d->lock held; sets op->error. */
+static bool completes_at_once_locked(io_descriptor *d, struct io_write_op *op)
+{
+    if (atomic_load(&d->public_fd) < 0)
+        op->error = EBADF;
+    else if (atomic_load(&d->ctx->shutting_down))
+        op->error = ECANCELED;
+    else if (!(op->total == 0 && io_task_queue_is_empty(&d->ops)))
+        return false;
+    return true;
+}
+
+static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count, bool write_all,
+                       io_write_handler handler, void *arg, io_cancel_signal *cancel)
+{
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+    struct io_write_op *op;
+    bool schedule = false, pending;
 
     if (d == NULL || handler == NULL || (bufs == NULL && count > 0))
         return EINVAL;
@@ -239,25 +329,27 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
     if (op == NULL)
         return ENOMEM;
     op->d = d;
-    atomic_fetch_add(&d->refs, 1);
-    atomic_fetch_add_explicit(&d->ctx->stats.ops_started, 1, memory_order_relaxed);
 
     pthread_mutex_lock(&d->lock);
-    if (atomic_load(&d->public_fd) < 0) {
-        op->error = EBADF;
-        io_task_queue_push(&done, &op->task);
-    } else if (atomic_load(&d->ctx->shutting_down)) {
-        op->error = ECANCELED;
-        io_task_queue_push(&done, &op->task);
-    } else if (op->total == 0 && io_task_queue_is_empty(&d->ops)) {
-        /* Nothing to write and nothing before it: done, without a
-         * system call (rule 12), still through the strand (rule 5). */
+    pending = !completes_at_once_locked(d, op);
+    /* Rule 18: a signal still attached to a pending op refuses a second
+     * one, and the refused call leaves no trace. */
+    if (cancel != NULL && (pending ? io__cancel_signal_attach(cancel, d, op) != 0
+                                   : io__cancel_signal_is_busy(cancel))) {
+        pthread_mutex_unlock(&d->lock);
+        io__write_op_free(op);
+        return EBUSY;
+    }
+    atomic_fetch_add(&d->refs, 1);
+    atomic_fetch_add_explicit(&d->ctx->stats.ops_started, 1, memory_order_relaxed);
+    if (!pending) {
+        /* Still through the strand, never run here (rule 5). */
         io_task_queue_push(&done, &op->task);
     } else {
+        op->cancel = cancel;
         io_task_queue_push(&d->ops, &op->task);
         atomic_fetch_add(&d->queued_bytes, op->total);
         io__context_add_work(d->ctx, 1);
-        pending = true;
         if (!d->scheduled) {
             d->scheduled = true;
             atomic_fetch_add(&d->refs, 1);
@@ -277,16 +369,14 @@ int io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs, s
                                    io_write_handler handler, void *arg,
                                    io_cancel_signal *cancel)
 {
-    (void)cancel;   /* per-operation cancellation arrives with io_cancel_signal */
-    return start_write(d, bufs, count, false, handler, arg);
+    return start_write(d, bufs, count, false, handler, arg, cancel);
 }
 
 int io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t count,
                               io_write_handler handler, void *arg,
                               io_cancel_signal *cancel)
 {
-    (void)cancel;
-    return start_write(d, bufs, count, true, handler, arg);
+    return start_write(d, bufs, count, true, handler, arg, cancel);
 }
 
 int io_descriptor_cancel(io_descriptor *d)
@@ -392,7 +482,7 @@ void io_descriptor_destroy(io_descriptor *d)
     if (d == NULL)
         return;
     (void)io_descriptor_close(d);   /* EBADF when already closed or released */
-    descriptor_release_ref(d);
+    io__descriptor_release_ref(d);
 }
 
 void io__write_op_complete(struct io_task *t)
@@ -402,7 +492,7 @@ void io__write_op_complete(struct io_task *t)
 
     op->handler(op->arg, op->error, op->done);
     io__write_op_free(op);
-    descriptor_release_ref(d);
+    io__descriptor_release_ref(d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -611,7 +701,7 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
     else if (end == TURN_PARKED)
         io__workers_park(d->ctx, d);
     else
-        descriptor_release_ref(d);
+        io__descriptor_release_ref(d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -646,6 +736,6 @@ void io__descriptors_shutdown(io_context *ctx)
             close(fd);
         hand_over(d, &done, true);
         if (was_scheduled)
-            descriptor_release_ref(d);
+            io__descriptor_release_ref(d);
     }
 }

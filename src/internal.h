@@ -2,9 +2,10 @@
  * internal.h - the objects behind the opaque public types, and the calls
  * between modules.
  *
- * Locks: ctx->lock, ctx->workers.lock, each strand->lock and each
- * descriptor->lock.  A thread holds at most one of them at a time, so
- * there is no lock order to get wrong.  No lock is held
+ * Locks: ctx->lock, ctx->workers.lock, each strand->lock, each
+ * descriptor->lock and each cancel signal's lock.  A thread holds at most
+ * one of them at a time, with one exception: a cancel signal's lock may
+ * be taken while its op's descriptor->lock is held (never the reverse).  No lock is held
  * while a handler runs or while memory goes to or comes from the
  * allocator.
  */
@@ -179,6 +180,8 @@ struct io_write_op {
     bool write_all;             /* async_write (else async_write_some) */
     bool in_flight;             /* d->lock: in the worker's current syscall */
     bool cancel_requested;      /* d->lock: cancel once that syscall returns */
+    bool cancel_if_untouched;   /* d->lock: ... if it wrote no byte (TOTAL) */
+    io_cancel_signal *cancel;   /* d->lock: attached signal, or NULL */
     int error;                  /* the result, once complete */
     size_t total;               /* bytes asked for */
     size_t done;                /* bytes the kernel accepted */
@@ -226,6 +229,13 @@ struct io_descriptor {
  * entries. */
 void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch);
 
+void io__descriptor_retain(io_descriptor *d);
+void io__descriptor_release_ref(io_descriptor *d);
+
+/* Applies an emit of type (0: only detach the signal) to the op sig is
+ * attached to, if it is still a pending op of d.  Caller holds a ref. */
+void io__descriptor_emit(io_descriptor *d, io_cancel_signal *sig, unsigned type);
+
 /* Runs a completed write's handler on its strand (IO_TASK_WRITE). */
 void io__write_op_complete(struct io_task *t);
 
@@ -233,6 +243,12 @@ void io__write_op_complete(struct io_task *t);
  * close every fd still open. */
 void io__descriptors_shutdown(io_context *ctx);
 void io__descriptor_free(io_descriptor *d);
+
+/* cancel.c; attach and detach are called with the op's d->lock held */
+int io__cancel_signal_attach(io_cancel_signal *sig, io_descriptor *d, struct io_write_op *op);
+bool io__cancel_signal_is_busy(io_cancel_signal *sig);
+void io__cancel_signal_detach(io_cancel_signal *sig);
+struct io_write_op *io__cancel_signal_op_on(io_cancel_signal *sig, io_descriptor *d);
 
 /* worker.c */
 int io__workers_start(io_context *ctx, unsigned count);
