@@ -301,16 +301,17 @@ void io__descriptor_emit(io_descriptor *d, io_cancel_signal *sig, unsigned type)
     hand_over(d, &done, true);
 }
 
-/* Whether a new op completes in the initiating call: on a closed
- * descriptor (EBADF), during context shutdown (ECANCELED), or with nothing
- * to write and nothing before it (rule 12: no system call).  Called with
- * d->lock held; sets op->error. */
+/* Whether a new op completes in the initiating call: during context
+ * shutdown (ECANCELED: the context aborts it, even though shutdown has
+ * closed the descriptor too), on a closed descriptor (EBADF), or with
+ * nothing to write and nothing before it (rule 12: no system call).
+ * Called with d->lock held; sets op->error. */
 static bool completes_at_once_locked(io_descriptor *d, struct io_write_op *op)
 {
-    if (atomic_load(&d->public_fd) < 0)
-        op->error = EBADF;
-    else if (atomic_load(&d->ctx->shutting_down))
+    if (atomic_load(&d->ctx->shutting_down))
         op->error = ECANCELED;
+    else if (atomic_load(&d->public_fd) < 0)
+        op->error = EBADF;
     else if (!(op->total == 0 && io_task_queue_is_empty(&d->ops)))
         return false;
     return true;
@@ -677,10 +678,12 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
             end = TURN_PARKED;
             break;
         }
-        if (nops > 1) {
-            /* The call failed for all the ops it carried; give the head
-             * op a call of its own, so that one op's bad buffer (EFAULT)
-             * is not blamed on the others. */
+        if (nops > 1 && (err == EFAULT || err == EINVAL)) {
+            /* A bad buffer may be any op's: give the head op a call of its
+             * own, so that one op's EFAULT is not blamed on the others.
+             * Other errors are the descriptor's (EPIPE, ECONNRESET, EIO)
+             * and go to the head op as they are: a retry would lose a
+             * reset that the kernel reports only once. */
             one_op = true;
             continue;
         }
