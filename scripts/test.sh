@@ -8,7 +8,8 @@ set -uo pipefail
 IOCTX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$IOCTX_ROOT/scripts/lib.sh"
 
-ensure_packages "${IOCTX_BUILD_PACKAGES[@]}" || { echo "error: could not install build dependencies" >&2; exit 1; }
+# valgrind: the shutdown suite also runs under it (rule 17: no leak).
+ensure_packages "${IOCTX_BUILD_PACKAGES[@]}" valgrind || { echo "error: could not install build dependencies" >&2; exit 1; }
 
 # Any report makes the process fail, so that ctest sees it.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:abort_on_error=0:exitcode=86}

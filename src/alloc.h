@@ -19,4 +19,7 @@ size_t io__alloc_live(void);
  * 0 turns failures off.  Counts across all threads. */
 void io__alloc_fail_after(long n);
 
+/* For tests: how many allocations io__alloc_fail_after() has failed. */
+size_t io__alloc_injected_failures(void);
+
 #endif /* IOCTX_ALLOC_H */
