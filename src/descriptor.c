@@ -6,8 +6,11 @@
  *   d->lock guards d->ops (pending writes in start order, and their
  *   progress), d->scheduled, d->detach and every change of d->os_fd.
  *   d->public_fd, d->queued_bytes and d->refs are atomics, read without it.
- *   A thread never holds d->lock together with another lock: finished ops
- *   move to a local queue and go to the strand after unlocking.
+ *   Finished ops are handed to the strand with d->lock still held, so that
+ *   they reach it in the order d->lock saw them (rule 10); hence the lock
+ *   order d->lock, then the strand's lock, then ctx->lock, and d->lock
+ *   then a cancel signal's lock.  No path takes them the other way round:
+ *   handlers run with no lock held.
  *
  * Who may touch the fd:
  *   While d->scheduled is true the workers hold the descriptor (it is on
@@ -266,9 +269,14 @@ static void emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type,
 }
 
 
-/* Hands finished ops to the descriptor's strand.  Their pending units of
- * work end once the strand holds them (it counts as work itself). */
-static void hand_over(io_descriptor *d, struct io_task_queue *done, bool counted_as_work)
+/*
+ * Hands finished ops to the descriptor's strand.  Called with d->lock
+ * held, so that completions reach the strand in the order d->lock saw
+ * them: handed over after unlocking, a worker's completions could be
+ * overtaken by those of the next worker's turn (rule 10).  Their pending
+ * units of work end once the strand holds them (it counts as work itself).
+ */
+static void hand_over_locked(io_descriptor *d, struct io_task_queue *done, bool counted_as_work)
 {
     size_t n = 0;
 
@@ -297,8 +305,8 @@ void io__descriptor_emit(io_descriptor *d, io_cancel_signal *sig, unsigned type)
     } else if (op != NULL) {
         emit_locked(d, op, type, &done);
     }
+    hand_over_locked(d, &done, true);
     pthread_mutex_unlock(&d->lock);
-    hand_over(d, &done, true);
 }
 
 /* Whether a new op completes in the initiating call: during context
@@ -357,10 +365,10 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
             schedule = true;
         }
     }
+    if (!pending)
+        hand_over_locked(d, &done, false);
     pthread_mutex_unlock(&d->lock);
 
-    if (!pending)
-        hand_over(d, &done, false);
     if (schedule)
         io__workers_schedule(d->ctx, d);
     return 0;
@@ -392,8 +400,8 @@ int io_descriptor_cancel(io_descriptor *d)
         err = EBADF;    /* as Asio's cancel on a closed descriptor */
     else
         cancel_pending_locked(d, &done);
+    hand_over_locked(d, &done, true);
     pthread_mutex_unlock(&d->lock);
-    hand_over(d, &done, true);
     return err;
 }
 
@@ -432,11 +440,11 @@ int io_descriptor_close(io_descriptor *d)
         fd = d->os_fd;
         d->os_fd = -1;
     }
+    hand_over_locked(d, &done, true);
     pthread_mutex_unlock(&d->lock);
 
     if (fd >= 0)
         close(fd);      /* on Linux the fd is gone even if close fails */
-    hand_over(d, &done, true);
     if (deferred)
         io__workers_wake_poller(d->ctx);
     return 0;
@@ -460,8 +468,8 @@ int io_descriptor_release(io_descriptor *d)
     if (detach_locked(d, IO_DETACH_RELEASE, &done)) {
         /* The fd goes back to the caller, who may close it at once: wait
          * until no worker can use it any more. */
+        hand_over_locked(d, &done, true);
         pthread_mutex_unlock(&d->lock);
-        hand_over(d, &done, true);
         io__workers_wake_poller(d->ctx);
         pthread_mutex_lock(&d->lock);
         while (d->scheduled)
@@ -469,9 +477,9 @@ int io_descriptor_release(io_descriptor *d)
     }
     fd = d->os_fd;
     d->os_fd = -1;
+    hand_over_locked(d, &done, true);
     pthread_mutex_unlock(&d->lock);
 
-    hand_over(d, &done, true);
     /* Restore what create changed: the file status flags it had. */
     if (fcntl(fd, F_GETFL) != d->saved_flags)
         (void)fcntl(fd, F_SETFL, d->saved_flags);
@@ -660,6 +668,7 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
         count = gather_locked(d, scratch, budget, one_op, &nops);
         one_op = false;
         fd = d->os_fd;
+        hand_over_locked(d, &done, true);
         pthread_mutex_unlock(&d->lock);
         n = write_once(d, fd, scratch, count, &err);
         pthread_mutex_lock(&d->lock);
@@ -690,6 +699,7 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
         if (d->ops.head != NULL)
             complete_locked(d, NULL, op_of(d->ops.head), err, &done);
     }
+    hand_over_locked(d, &done, true);
     if (end == TURN_IDLE) {
         d->scheduled = false;
         pthread_cond_broadcast(&d->released_cond);
@@ -698,7 +708,6 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
 
     if (fd_to_close >= 0)
         close(fd_to_close);
-    hand_over(d, &done, true);
     if (end == TURN_READY)
         io__workers_schedule(d->ctx, d);
     else if (end == TURN_PARKED)
@@ -733,11 +742,11 @@ void io__descriptors_shutdown(io_context *ctx)
         d->detach = IO_DETACH_NONE;
         was_scheduled = d->scheduled;
         d->scheduled = false;
+        hand_over_locked(d, &done, true);
         pthread_mutex_unlock(&d->lock);
 
         if (fd >= 0)
             close(fd);
-        hand_over(d, &done, true);
         if (was_scheduled)
             io__descriptor_release_ref(d);
     }

@@ -3,9 +3,13 @@
  * between modules.
  *
  * Locks: ctx->lock, ctx->workers.lock, each strand->lock, each
- * descriptor->lock and each cancel signal's lock.  A thread holds at most
- * one of them at a time, with one exception: a cancel signal's lock may
- * be taken while its op's descriptor->lock is held (never the reverse).  No lock is held
+ * descriptor->lock and each cancel signal's lock.  Only a descriptor's
+ * lock is ever held while another is taken, in this order:
+ *   descriptor->lock, then strand->lock, then ctx->lock (handing finished
+ *   writes to the strand in order, descriptor.c);
+ *   descriptor->lock, then a cancel signal's lock (cancel.c).
+ * Everything else takes one lock at a time; nothing takes a descriptor's
+ * lock while holding another, so the order cannot be inverted.  No lock is held
  * while a handler runs or while memory goes to or comes from the
  * allocator.
  */
