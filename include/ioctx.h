@@ -270,9 +270,12 @@ size_t io_descriptor_queued_bytes(const io_descriptor *d);
 int    io_descriptor_cancel(io_descriptor *d);
 
 /*
- * Cancels as io_descriptor_cancel() does, then closes the fd once no
- * worker uses it.  Later operations complete with EBADF.  Returns 0,
- * EINVAL, or EBADF if already closed or released.
+ * Cancels as io_descriptor_cancel() does, then closes the fd.  When a
+ * worker is writing the descriptor, waits for that system call to return
+ * first (briefly: workers never wait for run threads), so that the fd is
+ * closed when this returns and no worker can write a reused fd number.
+ * Later operations complete with EBADF.  Returns 0, EINVAL, or EBADF if
+ * already closed or released.
  */
 int    io_descriptor_close(io_descriptor *d);
 

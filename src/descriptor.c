@@ -4,7 +4,7 @@
  *
  * Data and locking:
  *   d->lock guards d->ops (pending writes in start order, and their
- *   progress), d->scheduled, d->detach and every change of d->os_fd.
+ *   progress), d->scheduled, d->detaching and every change of d->os_fd.
  *   d->public_fd, d->queued_bytes and d->refs are atomics, read without it.
  *   Finished ops are handed to the strand with d->lock still held, so that
  *   they reach it in the order d->lock saw them (rule 10); hence the lock
@@ -18,9 +18,10 @@
  *   that worker calls writev on d->os_fd, without d->lock, on the ops it
  *   marked in_flight.  The fd is closed, or handed back by release, only
  *   while d->scheduled is false: close and release of a scheduled
- *   descriptor set d->detach and leave the rest to the worker's next turn
- *   (release waits for it), so a number the kernel may reuse at once is
- *   never written by us again (DESIGN.md, hard part 1).
+ *   descriptor set d->detaching and wait until the workers let go (their
+ *   turn ends at once; a parked descriptor is not polled again), so a
+ *   number the kernel may reuse at once is never written by us again
+ *   (DESIGN.md, hard part 1), and the fd is closed when close returns.
  *
  * Every op ends exactly once: it leaves d->ops under d->lock, by the
  * worker (written, or failed), by cancel/close/release, or by shutdown.
@@ -406,83 +407,79 @@ int io_descriptor_cancel(io_descriptor *d)
 }
 
 /*
- * Starts a close or a release: the descriptor stops being open at once and
- * its pending ops are cancelled.  Returns true when the workers hold it,
- * in which case their next turn on it finishes the job (d->detach).
- * Called with d->lock held and the descriptor open.
+ * The common part of close and release: the descriptor stops being open
+ * at once, its pending ops are cancelled, and when the workers hold it,
+ * this waits until their turn on it has ended (an op inside a system call
+ * completes when the call returns), so that the fd can be closed or
+ * handed back with no worker left to write it.  The wait is short: a
+ * worker never waits for a run thread.  Called with d->lock held and the
+ * descriptor open; returns with d->lock held and d not scheduled.  The
+ * caller holds a reference, since a handler may destroy d meanwhile.
  */
-static bool detach_locked(io_descriptor *d, int how, struct io_task_queue *done)
+static void detach_locked(io_descriptor *d)
 {
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+
     atomic_store(&d->public_fd, -1);
-    cancel_pending_locked(d, done);
+    cancel_pending_locked(d, &done);
+    hand_over_locked(d, &done, true);
     if (!d->scheduled)
-        return false;
-    d->detach = how;
+        return;
+    d->detaching = true;
     atomic_store(&d->detach_pending, true);
-    return true;
+    pthread_mutex_unlock(&d->lock);
+    io__workers_wake_poller(d->ctx);
+    pthread_mutex_lock(&d->lock);
+    while (d->scheduled)
+        pthread_cond_wait(&d->released_cond, &d->lock);
+}
+
+/* Detaches d and takes its fd from it; -1 with errno EBADF when it is
+ * already closed or released. */
+static int take_fd(io_descriptor *d)
+{
+    int fd = -1;
+
+    io__descriptor_retain(d);
+    pthread_mutex_lock(&d->lock);
+    if (atomic_load(&d->public_fd) >= 0) {
+        detach_locked(d);
+        fd = d->os_fd;
+        d->os_fd = -1;
+    }
+    pthread_mutex_unlock(&d->lock);
+    io__descriptor_release_ref(d);
+    if (fd < 0)
+        errno = EBADF;
+    return fd;
 }
 
 int io_descriptor_close(io_descriptor *d)
 {
-    struct io_task_queue done = IO_TASK_QUEUE_INIT;
-    int fd = -1;
-    bool deferred;
+    int fd;
 
     if (d == NULL)
         return EINVAL;
-    pthread_mutex_lock(&d->lock);
-    if (atomic_load(&d->public_fd) < 0) {
-        pthread_mutex_unlock(&d->lock);
+    fd = take_fd(d);
+    if (fd < 0)
         return EBADF;
-    }
-    deferred = detach_locked(d, IO_DETACH_CLOSE, &done);
-    if (!deferred) {
-        fd = d->os_fd;
-        d->os_fd = -1;
-    }
-    hand_over_locked(d, &done, true);
-    pthread_mutex_unlock(&d->lock);
-
-    if (fd >= 0)
-        close(fd);      /* on Linux the fd is gone even if close fails */
-    if (deferred)
-        io__workers_wake_poller(d->ctx);
+    close(fd);      /* on Linux the fd is gone even if close fails */
     return 0;
 }
 
 int io_descriptor_release(io_descriptor *d)
 {
-    struct io_task_queue done = IO_TASK_QUEUE_INIT;
-    int fd;
+    int flags, fd;
 
     if (d == NULL) {
         errno = EINVAL;
         return -1;
     }
-    pthread_mutex_lock(&d->lock);
-    if (atomic_load(&d->public_fd) < 0) {
-        pthread_mutex_unlock(&d->lock);
-        errno = EBADF;
-        return -1;
-    }
-    if (detach_locked(d, IO_DETACH_RELEASE, &done)) {
-        /* The fd goes back to the caller, who may close it at once: wait
-         * until no worker can use it any more. */
-        hand_over_locked(d, &done, true);
-        pthread_mutex_unlock(&d->lock);
-        io__workers_wake_poller(d->ctx);
-        pthread_mutex_lock(&d->lock);
-        while (d->scheduled)
-            pthread_cond_wait(&d->released_cond, &d->lock);
-    }
-    fd = d->os_fd;
-    d->os_fd = -1;
-    hand_over_locked(d, &done, true);
-    pthread_mutex_unlock(&d->lock);
-
+    flags = d->saved_flags;     /* read before d may go away */
+    fd = take_fd(d);
     /* Restore what create changed: the file status flags it had. */
-    if (fcntl(fd, F_GETFL) != d->saved_flags)
-        (void)fcntl(fd, F_SETFL, d->saved_flags);
+    if (fd >= 0 && fcntl(fd, F_GETFL) != flags)
+        (void)fcntl(fd, F_SETFL, flags);
     return fd;
 }
 
@@ -621,23 +618,6 @@ static ssize_t write_once(io_descriptor *d, int fd, struct iovec *vec, size_t co
     return -1;
 }
 
-/* Ends a close or release that found the workers holding the descriptor:
- * cancels what is left, then closes the fd (close) or leaves it to the
- * waiting release.  Returns the fd to close, or -1.  d->lock held. */
-static int finish_detach_locked(io_descriptor *d, struct io_task_queue *done)
-{
-    int fd = -1;
-
-    cancel_pending_locked(d, done);
-    if (d->detach == IO_DETACH_CLOSE) {
-        fd = d->os_fd;
-        d->os_fd = -1;
-    }
-    d->detach = IO_DETACH_NONE;
-    atomic_store(&d->detach_pending, false);
-    return fd;
-}
-
 enum turn_end { TURN_IDLE, TURN_READY, TURN_PARKED };
 
 void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
@@ -646,13 +626,17 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
     size_t budget = IO_TURN_BYTES_MAX, nops, count;
     bool one_op = false;
     enum turn_end end;
-    int fd_to_close = -1, fd, err = 0;
+    int fd, err = 0;
     ssize_t n;
 
     pthread_mutex_lock(&d->lock);
     for (;;) {
-        if (d->detach != IO_DETACH_NONE) {
-            fd_to_close = finish_detach_locked(d, &done);
+        if (d->detaching) {
+            /* A close or release waits for this turn to end: let go, with
+             * whatever the last call left cancelled. */
+            cancel_pending_locked(d, &done);
+            d->detaching = false;
+            atomic_store(&d->detach_pending, false);
             end = TURN_IDLE;
             break;
         }
@@ -680,8 +664,10 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
             continue;
         }
         clear_in_flight_locked(d);
-        cancel_requested_locked(d, &done);
         if (n == 0 || err == EAGAIN) {
+            cancel_requested_locked(d, &done);
+            if (d->detaching)
+                continue;   /* never park what a close or release waits for */
             /* 0 from a non-empty write means no room either: wait for
              * POLLOUT rather than spin. */
             end = TURN_PARKED;
@@ -693,11 +679,16 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
              * Other errors are the descriptor's (EPIPE, ECONNRESET, EIO)
              * and go to the head op as they are: a retry would lose a
              * reset that the kernel reports only once. */
+            cancel_requested_locked(d, &done);
             one_op = true;
             continue;
         }
-        if (d->ops.head != NULL)
+        /* The head op is the one the call was for: ops in a call never
+         * leave the queue but through this worker.  A cancel requested
+         * meanwhile wins; the error is not passed on to the next op. */
+        if (!op_of(d->ops.head)->cancel_requested && !op_of(d->ops.head)->cancel_if_untouched)
             complete_locked(d, NULL, op_of(d->ops.head), err, &done);
+        cancel_requested_locked(d, &done);
     }
     hand_over_locked(d, &done, true);
     if (end == TURN_IDLE) {
@@ -706,8 +697,6 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
     }
     pthread_mutex_unlock(&d->lock);
 
-    if (fd_to_close >= 0)
-        close(fd_to_close);
     if (end == TURN_READY)
         io__workers_schedule(d->ctx, d);
     else if (end == TURN_PARKED)
@@ -734,14 +723,14 @@ void io__descriptors_shutdown(io_context *ctx)
         pthread_mutex_lock(&d->lock);
         clear_in_flight_locked(d);
         cancel_pending_locked(d, &done);
-        if (atomic_load(&d->public_fd) >= 0 || d->detach == IO_DETACH_CLOSE) {
+        if (atomic_load(&d->public_fd) >= 0) {
             fd = d->os_fd;
             d->os_fd = -1;
         }
         atomic_store(&d->public_fd, -1);
-        d->detach = IO_DETACH_NONE;
         was_scheduled = d->scheduled;
         d->scheduled = false;
+        pthread_cond_broadcast(&d->released_cond);
         hand_over_locked(d, &done, true);
         pthread_mutex_unlock(&d->lock);
 

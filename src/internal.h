@@ -217,8 +217,8 @@ struct io_descriptor {
     int saved_flags;                    /* file status flags before create */
     enum io_fd_kind kind;
     bool scheduled;                     /* lock: the workers hold it */
-    enum { IO_DETACH_NONE, IO_DETACH_CLOSE, IO_DETACH_RELEASE } detach; /* lock */
-    atomic_bool detach_pending;         /* detach != NONE, readable without lock */
+    bool detaching;                     /* lock: close/release waits for the workers */
+    atomic_bool detach_pending;         /* = detaching, readable without lock */
     atomic_size_t queued_bytes;
     atomic_uint refs;                   /* user + ops + scheduled */
     struct io_descriptor *prev, *next;  /* ctx->lock: ctx->descriptors */

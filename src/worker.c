@@ -106,8 +106,14 @@ static void poll_parked_locked(struct io_workers *w, struct poll_set *ps, int ti
     ps->fds[0] = (struct pollfd){ .fd = w->wake_fd, .events = POLLIN };
     n = 1;
     for (t = batch.head; t != NULL; t = t->next, n++) {
-        ps->descriptors[n] = descriptor_of(t);
-        ps->fds[n] = (struct pollfd){ .fd = descriptor_of(t)->os_fd, .events = POLLOUT };
+        io_descriptor *d = descriptor_of(t);
+
+        ps->descriptors[n] = d;
+        ps->fds[n] = (struct pollfd){ .fd = d->os_fd, .events = POLLOUT };
+        /* A close or release waits for it: no poll, a turn at once.  One
+         * that starts waiting later writes the eventfd. */
+        if (atomic_load(&d->detach_pending))
+            timeout = 0;
     }
     if (poll(ps->fds, n, timeout) < 0) {
         for (size_t i = 0; i < n; i++)
@@ -137,7 +143,7 @@ static void poll_parked_locked(struct io_workers *w, struct poll_set *ps, int ti
     }
     /* This thread takes one ready descriptor itself; followers get the
      * rest, and one more takes over polling if some are still parked. */
-    wakeups = (woken > 0 ? woken - 1 : 0) + !io_task_queue_is_empty(&w->parked);
+    wakeups = woken > 0 ? woken - 1 + !io_task_queue_is_empty(&w->parked) : 0;
     for (; wakeups > 0 && w->idle > 0; wakeups--)
         pthread_cond_signal(&w->cond);
 }
@@ -304,8 +310,8 @@ void io__workers_park(io_context *ctx, io_descriptor *d)
         wake_eventfd(w);
 }
 
-/* A parked descriptor is being closed or released: the poller must let
- * go of it. */
+/* A descriptor the workers hold is being closed or released: a poller
+ * must look at it again now. */
 void io__workers_wake_poller(io_context *ctx)
 {
     struct io_workers *w = &ctx->workers;

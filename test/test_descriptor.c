@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <termios.h>
@@ -1505,6 +1506,65 @@ START_TEST(release_restores_flags_and_hands_back_the_fd)
 }
 END_TEST
 
+#define DETACH_ROUNDS 300
+
+/*
+ * Rule 15 against a worker mid-turn: a 1 MiB write on a pipe nobody reads,
+ * then close or release at once, so that they land anywhere in the
+ * worker's turn (writing, about to poll, polling).  release must return,
+ * close must have closed the fd when it returns, and the write ends
+ * ECANCELED with what the pipe took.  The number close freed is reused
+ * at once by a new file: no byte of ours may ever reach it.
+ */
+START_TEST(close_and_release_let_go_of_a_worker_at_any_point)
+{
+    size_t size = (size_t)1 << 20;
+    unsigned char *data = calloc(1, size);
+    char path[] = "/tmp/ioctx-reuse-XXXXXX";
+    io_context *ctx = new_context(1);
+
+    ck_assert_ptr_nonnull(data);
+    for (int i = 0; i < DETACH_ROUNDS; i++) {
+        bool use_release = i % 2 == 1;
+        struct stat st;
+        io_descriptor *d;
+        struct op op;
+        int fds[2], fd, reused;
+
+        small_pipe(fds);
+        d = new_descriptor(ctx, fds[1], NULL);
+        init_ops(&op, 1, NULL);
+        ck_assert_int_eq(write_all(d, data, size, &op), 0);
+        for (int spin = 0; spin < i % 7; spin++)
+            sched_yield();      /* land at a different point each round */
+        if (use_release) {
+            fd = io_descriptor_release(d);
+            ck_assert_int_eq(fd, fds[1]);
+            ck_assert_int_eq(close(fd), 0);
+        } else {
+            ck_assert_int_eq(io_descriptor_close(d), 0);
+            ck_assert(is_closed(fds[1]));
+        }
+        reused = mkstemp(path);
+        ck_assert_int_ge(reused, 0);
+        unlink(path);
+        memcpy(path + sizeof(path) - 7, "XXXXXX", 6);
+        io_context_restart(ctx);
+        ck_assert_uint_eq(run_marked(ctx), 1);
+        ck_assert_int_eq(op_calls(&op), 1);
+        ck_assert_int_eq(op_error(&op), ECANCELED);
+        ck_assert_uint_le(op_bytes(&op), size);
+        ck_assert_int_eq(fstat(reused, &st), 0);
+        ck_assert_int_eq(st.st_size, 0);
+        close(reused);
+        io_descriptor_destroy(d);
+        close(fds[0]);
+    }
+    finish(ctx);
+    free(data);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* destroy                                                             */
 /* ------------------------------------------------------------------ */
@@ -2033,6 +2093,7 @@ static Suite *descriptor_suite(void)
     tcase_add_test(tc, cancel_completes_pending_writes_with_ecanceled);
     tcase_add_test(tc, close_cancels_closes_and_fails_later_writes);
     tcase_add_test(tc, release_restores_flags_and_hands_back_the_fd);
+    tcase_add_test(tc, close_and_release_let_go_of_a_worker_at_any_point);
     tcase_add_test(tc, destroy_from_its_own_handler_with_writes_pending);
     tcase_add_test(tc, destroy_idle_descriptor_closes_it);
 
