@@ -19,38 +19,6 @@
 #include "ioctx.h"
 #include "test_util.h"
 
-struct result {
-    atomic_int calls;
-    atomic_int error;
-    atomic_size_t bytes;
-};
-
-static void init_results(struct result *r, int n)
-{
-    for (int i = 0; i < n; i++) {
-        atomic_init(&r[i].calls, 0);
-        atomic_init(&r[i].error, -1);
-        atomic_init(&r[i].bytes, SIZE_MAX);
-    }
-}
-
-static void record(void *arg, int error, size_t bytes)
-{
-    struct result *r = arg;
-
-    atomic_store(&r->error, error);
-    atomic_store(&r->bytes, bytes);
-    atomic_fetch_add(&r->calls, 1);
-}
-
-static void assert_result(struct result *r, int error, size_t bytes)
-{
-    ck_assert_int_eq(tu_int(&r->calls), 1);
-    ck_assert_msg(atomic_load(&r->error) == error, "error %d, expected %d",
-                  atomic_load(&r->error), error);
-    ck_assert_uint_eq(atomic_load(&r->bytes), bytes);
-}
-
 static io_context *new_context(void)
 {
     io_context_options one_worker = { .worker_threads = 1 };
@@ -98,12 +66,12 @@ static void wait_for_would_block(io_context *ctx)
 }
 
 static int start(io_descriptor *d, bool write_all, const void *data, size_t len,
-                 struct result *r, io_cancel_signal *sig)
+                 struct tu_result *r, io_cancel_signal *sig)
 {
     struct iovec iov = io_buffer(data, len);
 
-    return write_all ? io_descriptor_async_write(d, &iov, 1, record, r, sig)
-                     : io_descriptor_async_write_some(d, &iov, 1, record, r, sig);
+    return write_all ? io_descriptor_async_write(d, &iov, 1, tu_record, r, sig)
+                     : io_descriptor_async_write_some(d, &iov, 1, tu_record, r, sig);
 }
 
 /* Reads exactly len bytes from a blocking fd. */
@@ -140,7 +108,7 @@ struct held_worker {
     size_t len;
     unsigned char *data;
     io_descriptor *d;
-    struct result r;
+    struct tu_result r;
 };
 
 static void hold_worker(struct held_worker *h, io_context *ctx)
@@ -152,7 +120,7 @@ static void hold_worker(struct held_worker *h, io_context *ctx)
     ck_assert_ptr_nonnull(h->data);
     h->d = new_descriptor(ctx, h->fds[1]);
     ck_assert_int_eq(fcntl(h->fds[1], F_SETFL, fcntl(h->fds[1], F_GETFL) & ~O_NONBLOCK), 0);
-    init_results(&h->r, 1);
+    tu_results_init(&h->r, 1);
     ck_assert_int_eq(start(h->d, true, h->data, h->len, &h->r, NULL), 0);
 }
 
@@ -167,7 +135,7 @@ static void release_worker(struct held_worker *h)
 
 static void finish_held(struct held_worker *h)
 {
-    assert_result(&h->r, 0, h->len);
+    tu_assert_result(&h->r, 0, h->len);
     io_descriptor_destroy(h->d);
     close(h->fds[0]);
     free(h->data);
@@ -196,14 +164,14 @@ END_TEST
 
 static io_descriptor *reuse_target;
 static io_cancel_signal *reuse_signal;
-static struct result reuse_result;
+static struct tu_result reuse_result;
 static atomic_int reuse_start_error;
 
 /* Rule 18: inside the handler of the op it was attached to, the signal is
  * already free for another op. */
 static void reuse_in_handler(void *arg, int error, size_t bytes)
 {
-    record(arg, error, bytes);
+    tu_record(arg, error, bytes);
     atomic_store(&reuse_start_error,
                  start(reuse_target, true, "again", 5, &reuse_result, reuse_signal));
 }
@@ -216,7 +184,7 @@ START_TEST(busy_while_attached_free_after_completion)
     io_context *ctx = new_context();
     io_cancel_signal *sig = new_signal();
     unsigned char *data, *got;
-    struct result r[4];
+    struct tu_result r[4];
     io_descriptor *d, *other;
     int fds[2], sv[2];
     size_t psz;
@@ -228,9 +196,9 @@ START_TEST(busy_while_attached_free_after_completion)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     d = new_descriptor(ctx, fds[1]);
     other = new_descriptor(ctx, sv[0]);
-    init_results(r, 4);
+    tu_results_init(r, 4);
     atomic_init(&reuse_start_error, -1);
-    init_results(&reuse_result, 1);
+    tu_results_init(&reuse_result, 1);
     reuse_target = other;
     reuse_signal = sig;
 
@@ -246,9 +214,9 @@ START_TEST(busy_while_attached_free_after_completion)
 
     read_exactly(fds[0], got, 4 * psz);
     ck_assert_uint_eq(io_context_run(ctx), 2);
-    assert_result(&r[0], 0, 4 * psz);
+    tu_assert_result(&r[0], 0, 4 * psz);
     ck_assert_int_eq(tu_int(&reuse_start_error), 0);
-    assert_result(&reuse_result, 0, 5);
+    tu_assert_result(&reuse_result, 0, 5);
     for (int i = 1; i < 4; i++)
         ck_assert_int_eq(tu_int(&r[i].calls), 0);
     io_cancel_signal_destroy(sig);
@@ -271,7 +239,7 @@ START_TEST(write_some_not_started_is_cancelled_by_every_type)
     io_context *ctx = new_context();
     struct held_worker held;
     io_cancel_signal *sig[3];
-    struct result r[3];
+    struct tu_result r[3];
     unsigned char got[16];
     io_descriptor *d;
     int sv[2];
@@ -279,7 +247,7 @@ START_TEST(write_some_not_started_is_cancelled_by_every_type)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     hold_worker(&held, ctx);
     d = new_descriptor(ctx, sv[0]);
-    init_results(r, 3);
+    tu_results_init(r, 3);
     for (int i = 0; i < 3; i++) {
         sig[i] = new_signal();
         ck_assert_int_eq(start(d, false, "abc", 3, &r[i], sig[i]), 0);
@@ -289,7 +257,7 @@ START_TEST(write_some_not_started_is_cancelled_by_every_type)
     release_worker(&held);
     ck_assert_uint_eq(io_context_run(ctx), 4);
     for (int i = 0; i < 3; i++)
-        assert_result(&r[i], ECANCELED, 0);
+        tu_assert_result(&r[i], ECANCELED, 0);
     ck_assert_uint_eq(read_available(sv[1], got, sizeof(got)), 0);
     finish_held(&held);
     for (int i = 0; i < 3; i++)
@@ -306,18 +274,18 @@ START_TEST(write_some_that_wrote_is_not_cancelled)
     io_context *ctx = new_context();
     io_cancel_signal *sig = new_signal();
     unsigned char got[8];
-    struct result r;
+    struct tu_result r;
     io_descriptor *d;
     int sv[2];
 
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     d = new_descriptor(ctx, sv[0]);
-    init_results(&r, 1);
+    tu_results_init(&r, 1);
     ck_assert_int_eq(start(d, false, "abcd", 4, &r, sig), 0);
     read_exactly(sv[1], got, 4);    /* the worker wrote it */
     io_cancel_signal_emit(sig, IO_CANCEL_TERMINAL | IO_CANCEL_TOTAL);
     ck_assert_uint_eq(io_context_run(ctx), 1);
-    assert_result(&r, 0, 4);
+    tu_assert_result(&r, 0, 4);
     io_cancel_signal_destroy(sig);
     io_descriptor_destroy(d);
     io_context_destroy(ctx);
@@ -333,7 +301,7 @@ START_TEST(terminal_and_partial_stop_a_started_write_with_its_bytes)
         io_context *ctx = new_context();
         io_cancel_signal *sig = new_signal();
         unsigned char *data, *got;
-        struct result r;
+        struct tu_result r;
         io_descriptor *d;
         size_t psz;
         int fds[2];
@@ -345,12 +313,12 @@ START_TEST(terminal_and_partial_stop_a_started_write_with_its_bytes)
         for (size_t i = 0; i < 16 * psz; i++)
             data[i] = (unsigned char)(i * 7 + 3);
         d = new_descriptor(ctx, fds[1]);
-        init_results(&r, 1);
+        tu_results_init(&r, 1);
         ck_assert_int_eq(start(d, true, data, 16 * psz, &r, sig), 0);
         wait_for_would_block(ctx);
         io_cancel_signal_emit(sig, k == 0 ? IO_CANCEL_TERMINAL : IO_CANCEL_PARTIAL);
         ck_assert_uint_eq(io_context_run(ctx), 1);
-        assert_result(&r, ECANCELED, psz);
+        tu_assert_result(&r, ECANCELED, psz);
         ck_assert_uint_eq(read_available(fds[0], got, 16 * psz), psz);
         ck_assert(memcmp(got, data, psz) == 0);
         ck_assert_uint_eq(io_descriptor_queued_bytes(d), 0);
@@ -372,7 +340,7 @@ START_TEST(total_cancels_only_a_write_with_no_byte_written)
     io_context *ctx = new_context();
     io_cancel_signal *started = new_signal(), *waiting = new_signal();
     unsigned char *data, *got;
-    struct result r[3];
+    struct tu_result r[3];
     io_descriptor *d;
     size_t psz, len;
     int fds[2];
@@ -385,7 +353,7 @@ START_TEST(total_cancels_only_a_write_with_no_byte_written)
     for (size_t i = 0; i < 3 * len; i++)
         data[i] = (unsigned char)(i / len + 'A');
     d = new_descriptor(ctx, fds[1]);
-    init_results(r, 3);
+    tu_results_init(r, 3);
     ck_assert_int_eq(start(d, true, data, len, &r[0], started), 0);
     ck_assert_int_eq(start(d, true, data + len, len, &r[1], waiting), 0);
     ck_assert_int_eq(start(d, true, data + 2 * len, len, &r[2], NULL), 0);
@@ -393,13 +361,13 @@ START_TEST(total_cancels_only_a_write_with_no_byte_written)
     io_cancel_signal_emit(started, IO_CANCEL_TOTAL);
     io_cancel_signal_emit(waiting, IO_CANCEL_TOTAL);
     ck_assert_uint_eq(io_context_run_one(ctx), 1);   /* the cancelled one, at once */
-    assert_result(&r[1], ECANCELED, 0);
+    tu_assert_result(&r[1], ECANCELED, 0);
     ck_assert_int_eq(tu_int(&r[0].calls), 0);
 
     read_exactly(fds[0], got, 2 * len);
     ck_assert_uint_eq(io_context_run(ctx), 2);
-    assert_result(&r[0], 0, len);
-    assert_result(&r[2], 0, len);
+    tu_assert_result(&r[0], 0, len);
+    tu_assert_result(&r[2], 0, len);
     ck_assert(memcmp(got, data, len) == 0);
     ck_assert(memcmp(got + len, data + 2 * len, len) == 0);
     ck_assert_uint_eq(read_available(fds[0], got, 3 * len), 0);
@@ -415,7 +383,7 @@ END_TEST
 
 struct emit_from_handler {
     io_cancel_signal *target;
-    struct result r;
+    struct tu_result r;
 };
 
 static void emit_then_record(void *arg, int error, size_t bytes)
@@ -423,7 +391,7 @@ static void emit_then_record(void *arg, int error, size_t bytes)
     struct emit_from_handler *e = arg;
 
     io_cancel_signal_emit(e->target, IO_CANCEL_TERMINAL);
-    record(&e->r, error, bytes);
+    tu_record(&e->r, error, bytes);
 }
 
 /* Emit from a handler of another descriptor cancels a queued write; emit
@@ -435,15 +403,15 @@ START_TEST(emit_from_a_handler_and_destroy_while_attached)
     io_cancel_signal *target = new_signal(), *doomed = new_signal();
     struct emit_from_handler e = { .target = target };
     struct held_worker held;
-    struct result r[2];
+    struct tu_result r[2];
     unsigned char got[16];
     io_descriptor *d, *trigger;
     int sv[2], tv[2];
 
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, tv), 0);
-    init_results(&e.r, 1);
-    init_results(r, 2);
+    tu_results_init(&e.r, 1);
+    tu_results_init(r, 2);
     d = new_descriptor(ctx, sv[0]);
     trigger = new_descriptor(ctx, tv[0]);
     hold_worker(&held, ctx);
@@ -458,19 +426,19 @@ START_TEST(emit_from_a_handler_and_destroy_while_attached)
     io_cancel_signal_destroy(doomed);
     release_worker(&held);
     ck_assert_uint_eq(io_context_run(ctx), 4);
-    assert_result(&e.r, 0, 1);
+    tu_assert_result(&e.r, 0, 1);
     finish_held(&held);
     /* The trigger may run before or after the worker reaches d: either
      * the write was cancelled, or it completed whole. */
     if (atomic_load(&r[0].error) == ECANCELED) {
-        assert_result(&r[0], ECANCELED, 0);
+        tu_assert_result(&r[0], ECANCELED, 0);
         read_exactly(sv[1], got, 4);
         ck_assert(memcmp(got, "keep", 4) == 0);
     } else {
-        assert_result(&r[0], 0, 6);
+        tu_assert_result(&r[0], 0, 6);
         read_exactly(sv[1], got, 6 + 4);
     }
-    assert_result(&r[1], 0, 4);
+    tu_assert_result(&r[1], 0, 4);
     io_cancel_signal_destroy(target);
     io_descriptor_destroy(d);
     io_descriptor_destroy(trigger);
@@ -504,7 +472,7 @@ START_TEST(emit_during_the_write_call_does_not_end_the_op_early)
         io_context *ctx = new_context();
         io_cancel_signal *sig = new_signal();
         unsigned char *data, *got;
-        struct result r;
+        struct tu_result r;
         io_descriptor *d;
         size_t psz;
         int fds[2];
@@ -517,14 +485,14 @@ START_TEST(emit_during_the_write_call_does_not_end_the_op_early)
             data[i] = (unsigned char)(i * 13 + 1);
         d = new_descriptor(ctx, fds[1]);
         ck_assert_int_eq(fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) & ~O_NONBLOCK), 0);
-        init_results(&r, 1);
+        tu_results_init(&r, 1);
         ck_assert_int_eq(start(d, write_all, data, 2 * psz, &r, sig), 0);
         wait_for_pipe_bytes(fds[0], (int)psz);
         for (int k = 0; k < 3; k++)
             io_cancel_signal_emit(sig, cancel_types[k]);
         read_exactly(fds[0], got, 2 * psz);
         ck_assert_uint_eq(io_context_run(ctx), 1);
-        assert_result(&r, 0, 2 * psz);
+        tu_assert_result(&r, 0, 2 * psz);
         ck_assert(memcmp(got, data, 2 * psz) == 0);
         io_cancel_signal_destroy(sig);
         io_descriptor_destroy(d);
@@ -541,7 +509,7 @@ END_TEST
 
 struct race {
     io_cancel_signal *sig[RACE_OPS];
-    struct result r[RACE_OPS];
+    struct tu_result r[RACE_OPS];
     bool write_all[RACE_OPS];
     size_t size[RACE_OPS];
     atomic_int started;         /* ops started so far */
@@ -621,7 +589,7 @@ START_TEST(emit_racing_the_worker_loses_and_repeats_nothing)
         race->sig[i] = new_signal();
         total += race->size[i];
     }
-    init_results(race->r, RACE_OPS);
+    tu_results_init(race->r, RACE_OPS);
     atomic_init(&race->started, 0);
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);

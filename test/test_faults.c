@@ -17,36 +17,24 @@
 #include "ioctx.h"
 #include "test_util.h"
 
-/* What one call's handler saw; calls stays 0 for a refused call. */
+/* What one call's handler saw (calls stays 0 for a refused call), and
+ * whether the call was accepted. */
 struct result {
-    atomic_int calls;
-    atomic_int error;
-    atomic_size_t bytes;
+    struct tu_result seen;
     bool accepted;
 };
 
 static void init_results(struct result *r, int n)
 {
     for (int i = 0; i < n; i++) {
-        atomic_init(&r[i].calls, 0);
-        atomic_init(&r[i].error, -1);
-        atomic_init(&r[i].bytes, SIZE_MAX);
+        tu_results_init(&r[i].seen, 1);
         r[i].accepted = false;
     }
 }
 
-static void on_write(void *arg, int error, size_t bytes)
-{
-    struct result *r = arg;
-
-    atomic_store(&r->error, error);
-    atomic_store(&r->bytes, bytes);
-    atomic_fetch_add(&r->calls, 1);
-}
-
 static void on_post(void *arg)
 {
-    atomic_fetch_add(&((struct result *)arg)->calls, 1);
+    atomic_fetch_add(&((struct result *)arg)->seen.calls, 1);
 }
 
 /* A call either succeeded or said ENOMEM; records which. */
@@ -126,11 +114,11 @@ static bool run_scenario(long n)
             k++;
         }
         if (d != NULL) {
-            expect_ok_or_enomem(&r[k], io_descriptor_async_write(d, &iov, 1, on_write, &r[k], sig));
+            expect_ok_or_enomem(&r[k], io_descriptor_async_write(d, &iov, 1, tu_record, &r[k].seen, sig));
             k++;
-            expect_ok_or_enomem(&r[k], io_descriptor_async_write_some(d, &iov, 1, on_write, &r[k], NULL));
+            expect_ok_or_enomem(&r[k], io_descriptor_async_write_some(d, &iov, 1, tu_record, &r[k].seen, NULL));
             k++;
-            expect_ok_or_enomem(&r[k], io_descriptor_async_write(d, &iov, 1, on_write, &r[k], NULL));
+            expect_ok_or_enomem(&r[k], io_descriptor_async_write(d, &iov, 1, tu_record, &r[k].seen, NULL));
             k++;
         }
         expect_ok_or_enomem(&r[k], io_context_post(ctx, on_post, &r[k]));
@@ -148,11 +136,11 @@ static bool run_scenario(long n)
     io__alloc_fail_after(0);
 
     for (int i = 0; i < k; i++) {
-        ck_assert_msg(tu_int(&r[i].calls) == (r[i].accepted ? 1 : 0),
+        ck_assert_msg(tu_int(&r[i].seen.calls) == (r[i].accepted ? 1 : 0),
                       "n=%ld call %d: accepted %d, handler ran %d times", n, i,
-                      r[i].accepted, tu_int(&r[i].calls));
-        if (r[i].accepted && atomic_load(&r[i].bytes) != SIZE_MAX)
-            ck_assert_int_eq(tu_int(&r[i].error), 0);
+                      r[i].accepted, tu_int(&r[i].seen.calls));
+        if (r[i].accepted && atomic_load(&r[i].seen.bytes) != SIZE_MAX)
+            ck_assert_int_eq(tu_int(&r[i].seen.error), 0);
     }
     ck_assert_msg(io__alloc_live() == baseline, "n=%ld: %zu blocks leaked", n,
                   io__alloc_live() - baseline);
@@ -218,16 +206,16 @@ START_TEST(connection_reset_reaches_the_handler)
     {
         struct iovec iov = io_buffer("data", 4);
 
-        ck_assert_int_eq(io_descriptor_async_write(d, &iov, 1, on_write, &r[0], NULL), 0);
-        ck_assert_int_eq(io_descriptor_async_write_some(d, &iov, 1, on_write, &r[1], NULL), 0);
-        ck_assert_int_eq(io_descriptor_async_write(other, &iov, 1, on_write, &r[2], NULL), 0);
+        ck_assert_int_eq(io_descriptor_async_write(d, &iov, 1, tu_record, &r[0].seen, NULL), 0);
+        ck_assert_int_eq(io_descriptor_async_write_some(d, &iov, 1, tu_record, &r[1].seen, NULL), 0);
+        ck_assert_int_eq(io_descriptor_async_write(other, &iov, 1, tu_record, &r[2].seen, NULL), 0);
     }
     ck_assert_uint_eq(io_context_run(ctx), 3);
-    ck_assert_int_eq(tu_int(&r[0].error), ECONNRESET);
-    ck_assert_int_eq(tu_int(&r[1].error), EPIPE);    /* the reset is reported once */
-    ck_assert_uint_eq(atomic_load(&r[0].bytes), 0);
-    ck_assert_uint_eq(atomic_load(&r[1].bytes), 0);
-    ck_assert_int_eq(tu_int(&r[2].error), 0);
+    ck_assert_int_eq(tu_int(&r[0].seen.error), ECONNRESET);
+    ck_assert_int_eq(tu_int(&r[1].seen.error), EPIPE);    /* the reset is reported once */
+    ck_assert_uint_eq(atomic_load(&r[0].seen.bytes), 0);
+    ck_assert_uint_eq(atomic_load(&r[1].seen.bytes), 0);
+    ck_assert_int_eq(tu_int(&r[2].seen.error), 0);
     ck_assert_int_eq(read(sv[1], got, sizeof(got)), 4);
     io_context_destroy(ctx);
     close(sv[1]);
@@ -254,12 +242,12 @@ START_TEST(fd_closed_behind_the_library_gives_ebadf)
     {
         struct iovec iov = io_buffer("data", 4);
 
-        ck_assert_int_eq(io_descriptor_async_write(d, &iov, 1, on_write, &r[0], NULL), 0);
-        ck_assert_int_eq(io_descriptor_async_write(other, &iov, 1, on_write, &r[1], NULL), 0);
+        ck_assert_int_eq(io_descriptor_async_write(d, &iov, 1, tu_record, &r[0].seen, NULL), 0);
+        ck_assert_int_eq(io_descriptor_async_write(other, &iov, 1, tu_record, &r[1].seen, NULL), 0);
     }
     ck_assert_uint_eq(io_context_run(ctx), 2);
-    ck_assert_int_eq(tu_int(&r[0].error), EBADF);
-    ck_assert_int_eq(tu_int(&r[1].error), 0);
+    ck_assert_int_eq(tu_int(&r[0].seen.error), EBADF);
+    ck_assert_int_eq(tu_int(&r[1].seen.error), 0);
     ck_assert_int_eq(read(b[0], got, sizeof(got)), 4);
     io_descriptor_release(d);           /* the fd is gone already: do not close it again */
     io_context_destroy(ctx);
@@ -370,8 +358,8 @@ START_TEST(signals_interrupting_workers_never_reach_handlers)
         for (int i = 0; i < EINTR_WRITES; i++) {
             struct iovec iov = io_buffer(data + (size_t)i * EINTR_LEN, EINTR_LEN);
 
-            ck_assert_int_eq(io_descriptor_async_write(streams[k].d, &iov, 1, on_write,
-                                                       &streams[k].r[i], NULL), 0);
+            ck_assert_int_eq(io_descriptor_async_write(streams[k].d, &iov, 1, tu_record,
+                                                       &streams[k].r[i].seen, NULL), 0);
         }
     }
     /* Read both on this (spared) thread while the storm goes on. */
@@ -404,9 +392,9 @@ START_TEST(signals_interrupting_workers_never_reach_handlers)
     ck_assert_int_gt(tu_int(&signals_caught), 0);
     for (int k = 0; k < 2; k++) {
         for (int i = 0; i < EINTR_WRITES; i++) {
-            ck_assert_int_eq(tu_int(&streams[k].r[i].calls), 1);
-            ck_assert_int_eq(tu_int(&streams[k].r[i].error), 0);
-            ck_assert_uint_eq(atomic_load(&streams[k].r[i].bytes), EINTR_LEN);
+            ck_assert_int_eq(tu_int(&streams[k].r[i].seen.calls), 1);
+            ck_assert_int_eq(tu_int(&streams[k].r[i].seen.error), 0);
+            ck_assert_uint_eq(atomic_load(&streams[k].r[i].seen.bytes), EINTR_LEN);
         }
         ck_assert(memcmp(streams[k].got, data, want) == 0);
         io_descriptor_destroy(streams[k].d);

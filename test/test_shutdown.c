@@ -21,37 +21,11 @@
 static pthread_t destroying_thread;
 static atomic_int wrong_thread;
 
-struct result {
-    atomic_int calls;
-    atomic_int error;
-    atomic_size_t bytes;
-};
-
-static void init_results(struct result *r, int n)
-{
-    for (int i = 0; i < n; i++) {
-        atomic_init(&r[i].calls, 0);
-        atomic_init(&r[i].error, -1);
-        atomic_init(&r[i].bytes, SIZE_MAX);
-    }
-}
-
 static void on_write(void *arg, int error, size_t bytes)
 {
-    struct result *r = arg;
-
     if (!pthread_equal(pthread_self(), destroying_thread))
         atomic_fetch_add(&wrong_thread, 1);
-    atomic_store(&r->error, error);
-    atomic_store(&r->bytes, bytes);
-    atomic_fetch_add(&r->calls, 1);
-}
-
-static void assert_result(struct result *r, int error, size_t bytes)
-{
-    ck_assert_int_eq(tu_int(&r->calls), 1);
-    ck_assert_int_eq(tu_int(&r->error), error);
-    ck_assert_uint_eq(atomic_load(&r->bytes), bytes);
+    tu_record(arg, error, bytes);
 }
 
 /* A posted handler that, the first time, posts another and starts a
@@ -63,7 +37,7 @@ struct chain {
     io_descriptor *d;
     atomic_int calls;
     atomic_int posted_calls;
-    struct result late_write;
+    struct tu_result late_write;
 };
 
 static void posted_by_handler(void *arg)
@@ -98,7 +72,7 @@ START_TEST(destroy_cancels_pending_writes_and_runs_every_handler)
 {
     io_context_options two = { .worker_threads = 2 };
     size_t baseline = io__alloc_live();
-    struct result writes[PIPES][3];
+    struct tu_result writes[PIPES][3];
     unsigned char *data, *got;
     io_descriptor *d[PIPES];
     io_context_stats stats;
@@ -129,7 +103,7 @@ START_TEST(destroy_cancels_pending_writes_and_runs_every_handler)
     for (int p = 0; p < PIPES; p++) {
         struct iovec iov = io_buffer(data, len);
 
-        init_results(writes[p], 3);
+        tu_results_init(writes[p], 3);
         ck_assert_int_eq(io_descriptor_async_write(d[p], &iov, 1, on_write, &writes[p][0], NULL), 0);
         ck_assert_int_eq(io_descriptor_async_write(d[p], &iov, 1, on_write, &writes[p][1], NULL), 0);
         ck_assert_int_eq(io_descriptor_async_write_some(d[p], &iov, 1, on_write, &writes[p][2], NULL), 0);
@@ -144,7 +118,7 @@ START_TEST(destroy_cancels_pending_writes_and_runs_every_handler)
     chain = (struct chain){ .ctx = ctx, .strand = strand, .d = d[0] };
     atomic_init(&chain.calls, 0);
     atomic_init(&chain.posted_calls, 0);
-    init_results(&chain.late_write, 1);
+    tu_results_init(&chain.late_write, 1);
     ck_assert_int_eq(io_context_post(ctx, posting_handler, &chain), 0);
     ck_assert_int_eq(io_strand_post(strand, posting_handler, &chain), 0);
     io_context_work_started(ctx);   /* never finished: destroy must not wait for it */
@@ -154,11 +128,11 @@ START_TEST(destroy_cancels_pending_writes_and_runs_every_handler)
     ck_assert_int_eq(tu_int(&wrong_thread), 0);
     ck_assert_int_eq(tu_int(&chain.calls), 2);
     ck_assert_int_eq(tu_int(&chain.posted_calls), 2);
-    assert_result(&chain.late_write, ECANCELED, 0);
+    tu_assert_result(&chain.late_write, ECANCELED, 0);
     for (int p = 0; p < PIPES; p++) {
-        assert_result(&writes[p][0], ECANCELED, psz);
-        assert_result(&writes[p][1], ECANCELED, 0);
-        assert_result(&writes[p][2], ECANCELED, 0);
+        tu_assert_result(&writes[p][0], ECANCELED, psz);
+        tu_assert_result(&writes[p][1], ECANCELED, 0);
+        tu_assert_result(&writes[p][2], ECANCELED, 0);
         /* The fd is closed: the reader gets what the pipe held, then EOF. */
         ck_assert(is_closed(fds[p][1]));
         ck_assert_int_eq(read(fds[p][0], got, len), (ssize_t)psz);
@@ -176,7 +150,7 @@ END_TEST
 START_TEST(destroy_frees_what_the_user_kept_or_let_go)
 {
     size_t baseline = io__alloc_live();
-    struct result r[2];
+    struct tu_result r[2];
     io_descriptor *kept, *dropped;
     io_strand *strand, *idle;
     io_context *ctx;
@@ -184,7 +158,7 @@ START_TEST(destroy_frees_what_the_user_kept_or_let_go)
 
     destroying_thread = pthread_self();
     atomic_init(&wrong_thread, 0);
-    init_results(r, 2);
+    tu_results_init(r, 2);
     ck_assert_int_eq(io_context_create(&ctx, NULL), 0);
     ck_assert_int_eq(io_strand_create(ctx, &strand), 0);
     ck_assert_int_eq(io_strand_create(ctx, &idle), 0);

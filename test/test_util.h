@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,42 @@ static inline bool tu_wait_sleeping(pid_t tid, atomic_bool *gone)
         sched_yield();
     }
     return false;
+}
+
+/* What a write handler saw, for suites that only need the outcome: how
+ * often it ran, with which error and byte count. */
+struct tu_result {
+    atomic_int calls;
+    atomic_int error;           /* -1 until it ran */
+    atomic_size_t bytes;        /* SIZE_MAX until it ran */
+};
+
+static inline void tu_results_init(struct tu_result *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        atomic_init(&r[i].calls, 0);
+        atomic_init(&r[i].error, -1);
+        atomic_init(&r[i].bytes, SIZE_MAX);
+    }
+}
+
+/* An io_write_handler: arg is a struct tu_result. */
+static inline void tu_record(void *arg, int error, size_t bytes)
+{
+    struct tu_result *r = arg;
+
+    atomic_store(&r->error, error);
+    atomic_store(&r->bytes, bytes);
+    atomic_fetch_add(&r->calls, 1);
+}
+
+/* The handler ran once, with this error and byte count. */
+static inline void tu_assert_result(struct tu_result *r, int error, size_t bytes)
+{
+    ck_assert_int_eq(tu_int(&r->calls), 1);
+    ck_assert_msg(atomic_load(&r->error) == error, "error %d (%s), expected %d (%s)",
+                  atomic_load(&r->error), strerror(atomic_load(&r->error)), error, strerror(error));
+    ck_assert_uint_eq(atomic_load(&r->bytes), bytes);
 }
 
 static inline TCase *tu_tcase(Suite *s, const char *name)
