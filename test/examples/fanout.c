@@ -1,0 +1,1592 @@
+/*
+ * fanout.c - a publish/subscribe server on 127.0.0.1.  P publisher threads
+ * send every message to every subscriber with io_descriptor_async_write(),
+ * called from the publisher threads themselves: several threads write to
+ * one descriptor at once and the library keeps each message whole, with no
+ * queue of our own.  A message is allocated once and shared by all of its
+ * writes through a reference count: one copy of the data, not one per
+ * subscriber.  The subscribers are client threads of this program, on TCP
+ * loopback, that verify every byte they receive.
+ *
+ * What it shows:
+ *   - concurrent async_write on one descriptor never interleaves: each
+ *     subscriber checks the header, the per-publisher sequence numbers (from
+ *     0, no gap, no reorder) and the checksum of every message;
+ *   - back-pressure with io_descriptor_queued_bytes(): before each write, a
+ *     subscriber whose backlog passes --cap is closed, once; its pending
+ *     writes end with ECANCELED and a racing one with EBADF.  Publishers
+ *     wait while a subscriber that is still taking data holds more than a
+ *     quarter of the cap, so healthy ones keep up, and stop waiting for one
+ *     that has taken nothing for 50 ms, so it falls behind and is dropped;
+ *   - a peer that hangs up: writes end with EPIPE or ECONNRESET, never
+ *     SIGPIPE (the program sets SIGPIPE to its default action, which kills);
+ *   - shutdown by counting work: the run threads return once every write
+ *     has ended, then closing the descriptors gives the subscribers EOF.
+ *
+ * Subscriber 0 is slow on purpose (--slow): it reads 64 KiB, then stops
+ * reading until the server drops it, then drains to EOF.  The next one
+ * (--disconnect) closes its socket after 200 messages.  Every other
+ * subscriber must receive every message of every publisher.  With
+ * --messages, N must be large enough for the slow one to pass the cap and
+ * for a write to reach the one that hung up (a few thousand), or the run
+ * says so and fails.
+ *
+ *   fanout [--subscribers S] [--publishers P] [--run-threads R] [--workers W]
+ *          [--duration SEC | --messages N] [--sizes LIST] [--cap BYTES]
+ *          [--[no-]slow] [--[no-]disconnect] [--progress] [--seed N]
+ *
+ * Prints a summary table and "verified: OK" (exit 0), or one line per
+ * failure (exit 1).  Bad usage exits 2.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ioctx.h"
+
+#define MAX_SIZES         32
+#define MAX_PAYLOAD       ((size_t)16 << 20)
+#define SLOW_READ_BYTES   ((size_t)64 << 10)   /* what the slow subscriber reads, then stops */
+#define DISCONNECT_AFTER  200                  /* messages before the disconnecting one hangs up */
+#define READ_CHUNK        ((size_t)128 << 10)
+#define WIRE_MAGIC        0x4f4e4146u          /* "FANO" */
+/* A publisher waiting for room rechecks this often even without a wake-up:
+ * a partial write shrinks a backlog without running a handler. */
+#define FLOW_RECHECK_NS   10000000L
+/* Publishers wait while a subscriber holds more than cap / this... */
+#define FLOW_WINDOW_DIV   4
+/* ...unless it has taken nothing for this long: then it counts as stalled. */
+#define STALL_NS          50000000u
+
+struct options {
+    unsigned subscribers;
+    unsigned publishers;
+    unsigned run_threads;
+    unsigned workers;
+    double duration;
+    unsigned long messages;       /* per publisher; 0: publish for duration seconds */
+    size_t sizes[MAX_SIZES];      /* payload sizes, picked at random */
+    unsigned nsizes;
+    size_t cap;
+    bool slow;
+    bool disconnect;
+    bool progress;
+    uint64_t seed;
+};
+
+/* What precedes every payload on the wire (host byte order: one host). */
+struct wire_header {
+    uint32_t magic;
+    uint32_t publisher;
+    uint64_t seq;
+    uint32_t length;              /* payload bytes */
+    uint32_t reserved;            /* 0 */
+    uint64_t checksum;            /* of the payload */
+};
+_Static_assert(sizeof(struct wire_header) == 32, "wire header has no padding");
+
+enum role { ROLE_HEALTHY, ROLE_SLOW, ROLE_DISCONNECT };
+
+/* A subscriber leaves SUB_LIVE once, by a compare-and-swap: the thread that
+ * wins closes the descriptor, so it is closed exactly once. */
+enum sub_state { SUB_LIVE, SUB_DROPPED_SLOW, SUB_DISCONNECTED, SUB_FAILED };
+
+/* A gate that opens once and stays open. */
+struct latch {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool open;
+};
+
+/* Log-scale latency histogram: 8 buckets per power of two (12.5 %). */
+#define LAT_SUB_BITS 3
+#define LAT_BUCKETS  (64u << LAT_SUB_BITS)
+
+struct histogram {
+    atomic_ullong count[LAT_BUCKETS];
+    atomic_ullong max;
+};
+
+struct fanout;
+
+struct subscriber {
+    struct fanout *f;
+    unsigned index;
+    enum role role;
+
+    /* Server side. */
+    io_descriptor *d;
+    atomic_int state;                   /* enum sub_state */
+    atomic_ullong writes_ok;            /* messages the kernel took whole */
+    atomic_ullong stalled_at;           /* writes_ok when judged stalled, or ~0 */
+    /* Written by the thread that moved state away from SUB_LIVE. */
+    size_t drop_queued;
+    int drop_error;
+    unsigned long long drop_writes;
+    struct latch dropped;               /* opened when the server drops it */
+
+    /* Client side: only its own thread touches these until main joins it. */
+    pthread_t thread;
+    uint64_t *next_seq;                 /* per publisher */
+    unsigned long long received_msgs;
+    unsigned long long received_bytes;
+    size_t leftover;                    /* bytes of a message cut short at EOF */
+    bool closed_itself;
+    bool failed;
+    char failure[200];
+};
+
+/* One write of a message to one subscriber: the handler's argument. */
+struct write_slot {
+    struct message *msg;
+    struct subscriber *sub;
+};
+
+/* One reference per accepted async_write plus one held by the publisher
+ * while it issues them; whoever drops the last one frees the message. */
+struct message {
+    atomic_uint refs;
+    uint64_t published_ns;
+    size_t wire_len;
+    unsigned char *wire;                /* header + payload, after slots[] */
+    struct write_slot slots[];          /* one per subscriber */
+};
+
+struct publisher {
+    pthread_t thread;
+    struct fanout *f;
+    unsigned id;
+    uint64_t rng;
+    uint64_t published;                 /* messages sent to every live subscriber */
+    unsigned long long writes_started;
+    int error;
+    /* Per subscriber, while waiting for room: the progress seen last, and
+     * since when (0: not watched yet in this wait). */
+    unsigned long long *seen_writes;
+    size_t *seen_queued;
+    uint64_t *seen_since;
+};
+
+struct runner {
+    pthread_t thread;
+    io_context *ctx;
+};
+
+struct fanout {
+    const struct options *o;
+    io_context *ctx;
+    struct subscriber *subs;
+    struct publisher *pubs;
+    struct sockaddr_in addr;            /* where the server listens */
+    size_t max_wire;
+    size_t window;                      /* backlog that makes a subscriber count as busy */
+    atomic_bool stopping;
+
+    /* Publishers waiting for the backlog to shrink; handlers wake them. */
+    atomic_uint flow_waiters;
+    pthread_mutex_t flow_lock;
+    pthread_cond_t flow_cond;
+
+    /* Publishers that finished; main waits on done_cond (its timer). */
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond;
+    unsigned publishers_done;
+
+    atomic_ullong published;
+    atomic_ullong writes_ok;
+    atomic_ullong bytes_ok;
+    atomic_ullong skipped;              /* writes not started: subscriber gone */
+    atomic_ullong err_canceled;
+    atomic_ullong err_badf;
+    atomic_ullong err_pipe;
+    atomic_ullong err_connreset;
+    atomic_ullong err_other;
+
+    /* Anything that should not happen; the first one is described. */
+    atomic_ullong unexpected;
+    pthread_mutex_t note_lock;
+    char first_unexpected[200];
+
+    struct histogram latency;
+};
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+static void fatal(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("fanout: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static void check_pthread(int err, const char *what)
+{
+    if (err != 0)
+        fatal("%s: %s", what, strerror(err));
+}
+
+static void lock(pthread_mutex_t *m)
+{
+    check_pthread(pthread_mutex_lock(m), "pthread_mutex_lock");
+}
+
+static void unlock(pthread_mutex_t *m)
+{
+    check_pthread(pthread_mutex_unlock(m), "pthread_mutex_unlock");
+}
+
+/* A condition variable that times out on CLOCK_MONOTONIC, so that a clock
+ * step cannot stretch or cut the waits. */
+static void cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t attr;
+
+    check_pthread(pthread_condattr_init(&attr), "pthread_condattr_init");
+    check_pthread(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), "pthread_condattr_setclock");
+    check_pthread(pthread_cond_init(c, &attr), "pthread_cond_init");
+    check_pthread(pthread_condattr_destroy(&attr), "pthread_condattr_destroy");
+}
+
+/* Waits until *deadline at most; returns false on time-out. */
+static bool cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *deadline)
+{
+    int err = pthread_cond_timedwait(c, m, deadline);
+
+    if (err == ETIMEDOUT)
+        return false;
+    check_pthread(err, "pthread_cond_timedwait");
+    return true;
+}
+
+static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    check_pthread(pthread_create(t, NULL, fn, arg), "pthread_create");
+}
+
+static void join_thread(pthread_t t)
+{
+    check_pthread(pthread_join(t, NULL), "pthread_join");
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        fatal("clock_gettime: %s", strerror(errno));
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec timespec_of(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+
+    return ts;
+}
+
+static void latch_init(struct latch *l)
+{
+    check_pthread(pthread_mutex_init(&l->lock, NULL), "pthread_mutex_init");
+    check_pthread(pthread_cond_init(&l->cond, NULL), "pthread_cond_init");
+    l->open = false;
+}
+
+static void latch_destroy(struct latch *l)
+{
+    check_pthread(pthread_cond_destroy(&l->cond), "pthread_cond_destroy");
+    check_pthread(pthread_mutex_destroy(&l->lock), "pthread_mutex_destroy");
+}
+
+static void latch_open(struct latch *l)
+{
+    lock(&l->lock);
+    l->open = true;
+    check_pthread(pthread_cond_broadcast(&l->cond), "pthread_cond_broadcast");
+    unlock(&l->lock);
+}
+
+static void latch_wait(struct latch *l)
+{
+    lock(&l->lock);
+    while (!l->open)
+        check_pthread(pthread_cond_wait(&l->cond, &l->lock), "pthread_cond_wait");
+    unlock(&l->lock);
+}
+
+static const char *errno_name(int err)
+{
+    static _Thread_local char other[32];
+
+    switch (err) {
+    case 0: return "0";
+    case ECANCELED: return "ECANCELED";
+    case EBADF: return "EBADF";
+    case EPIPE: return "EPIPE";
+    case ECONNRESET: return "ECONNRESET";
+    case ENOMEM: return "ENOMEM";
+    case EINVAL: return "EINVAL";
+    case EBUSY: return "EBUSY";
+    case EIO: return "EIO";
+    case ENOTCONN: return "ENOTCONN";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    default:
+        snprintf(other, sizeof(other), "errno %d", err);
+        return other;
+    }
+}
+
+static void format_bytes(char *out, size_t size, unsigned long long bytes)
+{
+    if (bytes >= (1ull << 20))
+        snprintf(out, size, "%.1f MiB", (double)bytes / (double)(1ull << 20));
+    else if (bytes >= (1ull << 10))
+        snprintf(out, size, "%.1f KiB", (double)bytes / 1024.0);
+    else
+        snprintf(out, size, "%llu B", bytes);
+}
+
+static void format_ns(char *out, size_t size, uint64_t ns)
+{
+    if (ns >= 1000000000u)
+        snprintf(out, size, "%.2f s", (double)ns / 1e9);
+    else if (ns >= 1000000u)
+        snprintf(out, size, "%.2f ms", (double)ns / 1e6);
+    else if (ns >= 1000u)
+        snprintf(out, size, "%.1f us", (double)ns / 1e3);
+    else
+        snprintf(out, size, "%" PRIu64 " ns", ns);
+}
+
+/* ------------------------------------------------------------------ */
+/* payload, checksum, latency histogram                                */
+/* ------------------------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9u;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+static uint64_t xorshift64(uint64_t *s)
+{
+    uint64_t x = *s;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* The payload of (publisher, seq): anyone can regenerate it. */
+static void fill_payload(unsigned char *p, size_t len, uint64_t seed, unsigned pub, uint64_t seq)
+{
+    uint64_t s = mix64(seed ^ mix64(((uint64_t)pub << 48) ^ seq)) | 1;
+    size_t i;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        uint64_t w = xorshift64(&s);
+
+        memcpy(p + i, &w, 8);
+    }
+    if (i < len) {
+        uint64_t w = xorshift64(&s);
+
+        memcpy(p + i, &w, len - i);
+    }
+}
+
+/* A word-at-a-time multiplicative hash: cheap enough for the subscribers
+ * to run on every byte, and any misplaced byte changes it. */
+static uint64_t checksum(const unsigned char *p, size_t len)
+{
+    uint64_t h = 0x9e3779b97f4a7c15u ^ len;
+    size_t i;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        uint64_t w;
+
+        memcpy(&w, p + i, 8);
+        h = ((h << 5 | h >> 59) ^ w) * 0x100000001b3u;
+    }
+    for (; i < len; i++)
+        h = ((h << 5 | h >> 59) ^ p[i]) * 0x100000001b3u;
+    return mix64(h);
+}
+
+static unsigned floor_log2(uint64_t v)
+{
+    unsigned r = 0;
+
+    for (unsigned step = 32; step > 0; step /= 2) {
+        if (v >> step) {
+            v >>= step;
+            r += step;
+        }
+    }
+    return r;
+}
+
+static unsigned lat_bucket(uint64_t ns)
+{
+    unsigned msb;
+
+    if (ns < (1u << LAT_SUB_BITS))
+        return (unsigned)ns;
+    msb = floor_log2(ns);
+    return ((msb - LAT_SUB_BITS + 1) << LAT_SUB_BITS) |
+           (unsigned)((ns >> (msb - LAT_SUB_BITS)) & ((1u << LAT_SUB_BITS) - 1));
+}
+
+/* The largest value that falls in bucket b. */
+static uint64_t lat_bucket_high(unsigned b)
+{
+    unsigned msb, sub;
+    uint64_t low;
+
+    if (b < (1u << LAT_SUB_BITS))
+        return b;
+    msb = (b >> LAT_SUB_BITS) + LAT_SUB_BITS - 1;
+    sub = b & ((1u << LAT_SUB_BITS) - 1);
+    low = (uint64_t)((1u << LAT_SUB_BITS) | sub) << (msb - LAT_SUB_BITS);
+    return low + ((uint64_t)1 << (msb - LAT_SUB_BITS)) - 1;
+}
+
+static void lat_record(struct histogram *h, uint64_t ns)
+{
+    unsigned long long max = atomic_load_explicit(&h->max, memory_order_relaxed);
+
+    atomic_fetch_add_explicit(&h->count[lat_bucket(ns)], 1, memory_order_relaxed);
+    while (ns > max && !atomic_compare_exchange_weak_explicit(&h->max, &max, ns,
+                                                              memory_order_relaxed,
+                                                              memory_order_relaxed))
+        ;
+}
+
+/* The value at quantile q (0 < q <= 1), as the top of its bucket. */
+static uint64_t lat_quantile(struct histogram *h, uint64_t total, double q)
+{
+    uint64_t rank = (uint64_t)(q * (double)total), seen = 0;
+    uint64_t max = atomic_load(&h->max);
+
+    if ((double)rank < q * (double)total || rank == 0)
+        rank++;
+    for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+        seen += atomic_load(&h->count[b]);
+        if (seen >= rank) {
+            uint64_t high = lat_bucket_high(b);
+
+            return high < max ? high : max;
+        }
+    }
+    return max;
+}
+
+/* ------------------------------------------------------------------ */
+/* server: drops, write handlers, publishers                           */
+/* ------------------------------------------------------------------ */
+
+static void note_unexpected(struct fanout *f, const char *fmt, ...)
+{
+    va_list ap;
+
+    atomic_fetch_add(&f->unexpected, 1);
+    lock(&f->note_lock);
+    if (f->first_unexpected[0] == '\0') {
+        va_start(ap, fmt);
+        vsnprintf(f->first_unexpected, sizeof(f->first_unexpected), fmt, ap);
+        va_end(ap);
+    }
+    unlock(&f->note_lock);
+}
+
+/*
+ * Moves s out of SUB_LIVE into state and closes its descriptor, unless
+ * another thread did so first.  Called from publishers (slow) and from write
+ * handlers (a hang-up); io_descriptor_close() is safe against the writes
+ * other publishers are starting on s at that very moment: theirs complete
+ * with EBADF.
+ */
+static void drop_subscriber(struct fanout *f, struct subscriber *s, enum sub_state state,
+                            int error, size_t queued)
+{
+    int live = SUB_LIVE;
+    int err;
+
+    if (!atomic_compare_exchange_strong(&s->state, &live, (int)state))
+        return;
+    s->drop_queued = queued;
+    s->drop_error = error;
+    s->drop_writes = atomic_load(&s->writes_ok);
+    err = io_descriptor_close(s->d);
+    if (err != 0)
+        note_unexpected(f, "io_descriptor_close(subscriber %u): %s", s->index, errno_name(err));
+    latch_open(&s->dropped);
+}
+
+static void message_put(struct message *m)
+{
+    if (atomic_fetch_sub(&m->refs, 1) == 1)
+        free(m);
+}
+
+/* Wakes publishers waiting for room, if there are any. */
+static void flow_notify(struct fanout *f)
+{
+    if (atomic_load_explicit(&f->flow_waiters, memory_order_relaxed) == 0)
+        return;
+    lock(&f->flow_lock);
+    check_pthread(pthread_cond_broadcast(&f->flow_cond), "pthread_cond_broadcast");
+    unlock(&f->flow_lock);
+}
+
+static void note_write_error(struct fanout *f, struct subscriber *s, int error)
+{
+    bool live = atomic_load(&s->state) == SUB_LIVE;
+
+    switch (error) {
+    case ECANCELED:
+    case EBADF:
+        /* Only our close cancels, and it changes the state first. */
+        atomic_fetch_add(error == ECANCELED ? &f->err_canceled : &f->err_badf, 1);
+        if (live)
+            note_unexpected(f, "subscriber %u: %s while live", s->index, errno_name(error));
+        break;
+    case EPIPE:
+    case ECONNRESET:
+        atomic_fetch_add(error == EPIPE ? &f->err_pipe : &f->err_connreset, 1);
+        if (s->role != ROLE_DISCONNECT && live)
+            note_unexpected(f, "subscriber %u: %s but it never hung up", s->index, errno_name(error));
+        drop_subscriber(f, s, SUB_DISCONNECTED, error, 0);
+        break;
+    default:
+        atomic_fetch_add(&f->err_other, 1);
+        note_unexpected(f, "subscriber %u: write failed: %s", s->index, errno_name(error));
+        drop_subscriber(f, s, SUB_FAILED, error, 0);
+        break;
+    }
+}
+
+/* Runs on a run thread, on the subscriber descriptor's strand. */
+static void on_written(void *arg, int error, size_t bytes)
+{
+    struct write_slot *w = arg;
+    struct message *m = w->msg;
+    struct subscriber *s = w->sub;
+    struct fanout *f = s->f;
+
+    if (error == 0) {
+        lat_record(&f->latency, now_ns() - m->published_ns);
+        if (bytes != m->wire_len)
+            note_unexpected(f, "subscriber %u: async_write wrote %zu of %zu bytes", s->index,
+                            bytes, m->wire_len);
+        atomic_fetch_add_explicit(&s->writes_ok, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&f->writes_ok, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&f->bytes_ok, bytes, memory_order_relaxed);
+    } else {
+        note_write_error(f, s, error);
+    }
+    message_put(m);
+    flow_notify(f);
+}
+
+static struct message *message_create(struct fanout *f, unsigned pub, uint64_t seq, size_t length)
+{
+    unsigned n = f->o->subscribers;
+    size_t wire_len = sizeof(struct wire_header) + length;
+    struct wire_header h;
+    struct message *m;
+
+    m = malloc(sizeof(*m) + n * sizeof(m->slots[0]) + wire_len);
+    if (m == NULL)
+        return NULL;
+    atomic_init(&m->refs, 1);
+    m->wire_len = wire_len;
+    m->wire = (unsigned char *)&m->slots[n];
+    for (unsigned i = 0; i < n; i++)
+        m->slots[i] = (struct write_slot){ m, &f->subs[i] };
+    fill_payload(m->wire + sizeof(h), length, f->o->seed, pub, seq);
+    h = (struct wire_header){
+        .magic = WIRE_MAGIC,
+        .publisher = pub,
+        .seq = seq,
+        .length = (uint32_t)length,
+        .checksum = checksum(m->wire + sizeof(h), length),
+    };
+    memcpy(m->wire, &h, sizeof(h));
+    return m;
+}
+
+/*
+ * Starts one async_write of m per live subscriber, from this publisher
+ * thread, while other publishers do the same on the same descriptors.
+ */
+static void publish_one(struct fanout *f, struct publisher *p, struct message *m)
+{
+    struct iovec iov = io_buffer(m->wire, m->wire_len);
+
+    m->published_ns = now_ns();
+    for (unsigned i = 0; i < f->o->subscribers; i++) {
+        struct subscriber *s = &f->subs[i];
+        size_t queued;
+        int err;
+
+        if (atomic_load(&s->state) != SUB_LIVE) {
+            atomic_fetch_add_explicit(&f->skipped, 1, memory_order_relaxed);
+            continue;
+        }
+        queued = io_descriptor_queued_bytes(s->d);
+        if (queued > f->o->cap) {
+            drop_subscriber(f, s, SUB_DROPPED_SLOW, 0, queued);
+            continue;
+        }
+        atomic_fetch_add(&m->refs, 1);
+        err = io_descriptor_async_write(s->d, &iov, 1, on_written, &m->slots[i], NULL);
+        if (err != 0) {
+            message_put(m);     /* a failed initiation never runs its handler */
+            note_unexpected(f, "publisher %u: io_descriptor_async_write: %s", p->id, errno_name(err));
+            continue;
+        }
+        p->writes_started++;
+    }
+    message_put(m);
+}
+
+/*
+ * Whether s should hold publisher p back: live, more than the window
+ * queued, and still taking data.  One that has taken nothing for STALL_NS
+ * while p waited is marked stalled, for every publisher, until it takes
+ * something again.  Drops s if it is past the cap.
+ */
+static bool holds_back(struct fanout *f, struct publisher *p, unsigned i, uint64_t now)
+{
+    struct subscriber *s = &f->subs[i];
+    unsigned long long writes;
+    size_t queued;
+
+    if (atomic_load(&s->state) != SUB_LIVE)
+        return false;
+    queued = io_descriptor_queued_bytes(s->d);
+    if (queued > f->o->cap) {
+        drop_subscriber(f, s, SUB_DROPPED_SLOW, 0, queued);
+        return false;
+    }
+    writes = atomic_load(&s->writes_ok);
+    if (queued <= f->window || atomic_load(&s->stalled_at) == writes)
+        return false;
+    if (p->seen_since[i] == 0 || writes != p->seen_writes[i] || queued < p->seen_queued[i]) {
+        p->seen_writes[i] = writes;
+        p->seen_since[i] = now;
+    }
+    p->seen_queued[i] = queued;
+    if (now - p->seen_since[i] >= STALL_NS) {
+        atomic_store(&s->stalled_at, writes);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Flow control.  Publishers are faster than the network, so after each
+ * message they wait while any subscriber that is still taking data holds
+ * more than the window (a quarter of the cap): healthy subscribers then
+ * never get near the cap.  A subscriber that stops reading takes nothing
+ * while they wait; after STALL_NS it no longer holds them back, its
+ * backlog grows with every message, and it is dropped at the cap.  (A
+ * rule on queue sizes alone cannot tell it from a healthy one that is
+ * merely last.)  Handlers wake the waiters; the timed wait also catches
+ * partial writes, which shrink a backlog without a handler.
+ */
+static void wait_for_room(struct fanout *f, struct publisher *p)
+{
+    unsigned n = f->o->subscribers;
+    bool waiting = false;
+
+    memset(p->seen_since, 0, n * sizeof(p->seen_since[0]));
+    for (;;) {
+        uint64_t now = now_ns();
+        struct timespec deadline;
+        bool held = false;
+
+        for (unsigned i = 0; i < n; i++)
+            held |= holds_back(f, p, i, now);
+        if (!held || atomic_load(&f->stopping))
+            break;
+        if (!waiting) {
+            atomic_fetch_add(&f->flow_waiters, 1);
+            waiting = true;
+        }
+        deadline = timespec_of(now + FLOW_RECHECK_NS);
+        lock(&f->flow_lock);
+        cond_wait_until(&f->flow_cond, &f->flow_lock, &deadline);
+        unlock(&f->flow_lock);
+    }
+    if (waiting)
+        atomic_fetch_sub(&f->flow_waiters, 1);
+}
+
+static void *publish(void *arg)
+{
+    struct publisher *p = arg;
+    struct fanout *f = p->f;
+    const struct options *o = f->o;
+
+    for (uint64_t seq = 0;; seq++) {
+        struct message *m;
+        size_t length;
+
+        if (o->messages != 0 ? seq == o->messages : atomic_load(&f->stopping))
+            break;
+        length = o->sizes[xorshift64(&p->rng) % o->nsizes];
+        m = message_create(f, p->id, seq, length);
+        if (m == NULL) {
+            p->error = ENOMEM;
+            break;
+        }
+        publish_one(f, p, m);
+        wait_for_room(f, p);
+        p->published = seq + 1;
+        atomic_fetch_add_explicit(&f->published, 1, memory_order_relaxed);
+    }
+    lock(&f->done_lock);
+    f->publishers_done++;
+    check_pthread(pthread_cond_signal(&f->done_cond), "pthread_cond_signal");
+    unlock(&f->done_lock);
+    return NULL;
+}
+
+static void *run(void *arg)
+{
+    struct runner *r = arg;
+
+    io_context_run(r->ctx);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* subscribers (the clients)                                           */
+/* ------------------------------------------------------------------ */
+
+static void sub_fail(struct subscriber *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (s->failed)
+        return;
+    s->failed = true;
+    va_start(ap, fmt);
+    vsnprintf(s->failure, sizeof(s->failure), fmt, ap);
+    va_end(ap);
+}
+
+static bool size_is_known(const struct options *o, size_t length)
+{
+    for (unsigned i = 0; i < o->nsizes; i++)
+        if (o->sizes[i] == length)
+            return true;
+    return false;
+}
+
+static bool header_ok(struct subscriber *s, const struct wire_header *h)
+{
+    const struct options *o = s->f->o;
+
+    if (h->magic != WIRE_MAGIC || h->reserved != 0) {
+        sub_fail(s, "bad header after %llu messages (magic %#" PRIx32 ")", s->received_msgs,
+                 h->magic);
+        return false;
+    }
+    if (h->publisher >= o->publishers || !size_is_known(o, h->length)) {
+        sub_fail(s, "bad header after %llu messages (publisher %" PRIu32 ", length %" PRIu32 ")",
+                 s->received_msgs, h->publisher, h->length);
+        return false;
+    }
+    if (h->seq != s->next_seq[h->publisher]) {
+        sub_fail(s, "publisher %" PRIu32 ": got seq %" PRIu64 ", expected %" PRIu64,
+                 h->publisher, h->seq, s->next_seq[h->publisher]);
+        return false;
+    }
+    return true;
+}
+
+/* Verifies the whole messages in buf[0..used) and returns the bytes they
+ * take; after a failure, swallows everything. */
+static size_t verify_messages(struct subscriber *s, const unsigned char *buf, size_t used)
+{
+    size_t off = 0;
+
+    while (!s->failed && used - off >= sizeof(struct wire_header)) {
+        struct wire_header h;
+
+        memcpy(&h, buf + off, sizeof(h));
+        if (!header_ok(s, &h))
+            break;
+        if (used - off - sizeof(h) < h.length)
+            return off;
+        if (checksum(buf + off + sizeof(h), h.length) != h.checksum) {
+            sub_fail(s, "publisher %" PRIu32 " seq %" PRIu64 ": bad checksum", h.publisher, h.seq);
+            break;
+        }
+        s->next_seq[h.publisher]++;
+        s->received_msgs++;
+        off += sizeof(h) + h.length;
+    }
+    return s->failed ? used : off;
+}
+
+static int connect_to_server(const struct sockaddr_in *addr, unsigned index)
+{
+    uint32_t hello = index;
+    size_t sent = 0;
+    int fd;
+
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fatal("subscriber %u: socket: %s", index, strerror(errno));
+    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) != 0)
+        fatal("subscriber %u: connect: %s", index, strerror(errno));
+    /* MSG_NOSIGNAL: SIGPIPE stays at its default, and only the library's
+     * writes are under test. */
+    while (sent < sizeof(hello)) {
+        ssize_t n = send(fd, (const char *)&hello + sent, sizeof(hello) - sent, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            fatal("subscriber %u: send: %s", index, strerror(errno));
+        sent += (size_t)n;
+    }
+    return fd;
+}
+
+/*
+ * A subscriber: connects, says which one it is, then reads and verifies
+ * until EOF.  The slow one stops reading after SLOW_READ_BYTES and waits,
+ * without a timer, for the server to drop it; the disconnecting one closes
+ * after DISCONNECT_AFTER messages.
+ */
+static void *subscribe(void *arg)
+{
+    struct subscriber *s = arg;
+    size_t size = s->f->max_wire + READ_CHUNK, used = 0;
+    unsigned long long total = 0;
+    bool stalled = s->role == ROLE_SLOW;
+    unsigned char *buf;
+    int fd;
+
+    buf = malloc(size);
+    if (buf == NULL)
+        fatal("subscriber %u: out of memory", s->index);
+    fd = connect_to_server(&s->f->addr, s->index);
+    for (;;) {
+        size_t want = size - used, consumed;
+        ssize_t n;
+
+        if (stalled && total >= SLOW_READ_BYTES) {
+            latch_wait(&s->dropped);
+            stalled = false;
+        }
+        if (stalled && want > SLOW_READ_BYTES - total)
+            want = (size_t)(SLOW_READ_BYTES - total);
+        n = read(fd, buf + used, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            sub_fail(s, "read: %s", errno_name(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        total += (size_t)n;
+        used += (size_t)n;
+        consumed = verify_messages(s, buf, used);
+        memmove(buf, buf + consumed, used - consumed);
+        used -= consumed;
+        if (s->role == ROLE_DISCONNECT && s->received_msgs >= DISCONNECT_AFTER) {
+            s->closed_itself = true;
+            break;
+        }
+    }
+    s->received_bytes = total;
+    s->leftover = used;
+    if (close(fd) != 0)
+        sub_fail(s, "close: %s", errno_name(errno));
+    free(buf);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* setup                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Listens on 127.0.0.1 with a port the kernel picks; fills f->addr. */
+static int listen_loopback(struct fanout *f)
+{
+    struct sockaddr_in addr = { .sin_family = AF_INET };
+    socklen_t len = sizeof(addr);
+    int fd;
+
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fatal("socket: %s", strerror(errno));
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
+        fatal("bind(127.0.0.1:0): %s", strerror(errno));
+    if (listen(fd, (int)f->o->subscribers) != 0)
+        fatal("listen: %s", strerror(errno));
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
+        fatal("getsockname: %s", strerror(errno));
+    f->addr = addr;
+    return fd;
+}
+
+static void read_hello(int fd, uint32_t *hello)
+{
+    size_t got = 0;
+
+    while (got < sizeof(*hello)) {
+        ssize_t n = read(fd, (char *)hello + got, sizeof(*hello) - got);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            fatal("read(hello): %s", strerror(errno));
+        if (n == 0)
+            fatal("read(hello): EOF");
+        got += (size_t)n;
+    }
+}
+
+/* Accepts every subscriber and hands its socket to an io_descriptor.  The
+ * hello tells which one connected: accept order is not connect order. */
+static void accept_subscribers(struct fanout *f, int listen_fd)
+{
+    static const int one = 1;
+
+    for (unsigned i = 0; i < f->o->subscribers; i++) {
+        uint32_t index;
+        int fd, err;
+
+        do
+            fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        while (fd < 0 && errno == EINTR);
+        if (fd < 0)
+            fatal("accept4: %s", strerror(errno));
+        read_hello(fd, &index);
+        if (index >= f->o->subscribers || f->subs[index].d != NULL)
+            fatal("unexpected hello %" PRIu32, index);
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+            fatal("setsockopt(TCP_NODELAY): %s", strerror(errno));
+        err = io_descriptor_create(f->ctx, fd, NULL, &f->subs[index].d);
+        if (err != 0)
+            fatal("io_descriptor_create: %s", strerror(err));
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* options                                                             */
+/* ------------------------------------------------------------------ */
+
+static void usage(FILE *out, const char *prog)
+{
+    fprintf(out,
+            "usage: %s [options]\n"
+            "  --subscribers S   subscriber connections (default 32, max 256)\n"
+            "  --publishers P    publisher threads (default 4)\n"
+            "  --run-threads R   threads in io_context_run (default 2)\n"
+            "  --workers W       library worker threads (default 2)\n"
+            "  --duration SEC    publish for SEC seconds (default 9.5)\n"
+            "  --messages N      publish N messages per publisher, not for SEC\n"
+            "  --sizes LIST      payload sizes, comma list, K/M suffixes\n"
+            "                    (default 64,256,1K,4K,16K)\n"
+            "  --cap BYTES       drop a subscriber whose backlog passes BYTES;\n"
+            "                    publishers wait while one holds over BYTES/4\n"
+            "                    (unless it took nothing for 50 ms);\n"
+            "                    K/M/G suffixes (default 8M)\n"
+            "  --slow            subscriber 0 stops reading after 64 KiB (default)\n"
+            "  --no-slow         no slow subscriber\n"
+            "  --disconnect      the next subscriber hangs up after %d messages (default)\n"
+            "  --no-disconnect   no subscriber hangs up\n"
+            "  --progress        a progress line on stderr every second (default\n"
+            "                    when stderr is a terminal)\n"
+            "  --seed N          seed of the sizes and payloads (default 1)\n"
+            "  --help            this text\n",
+            prog, DISCONNECT_AFTER);
+}
+
+static int parse_count(const char *text, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (!isdigit((unsigned char)*text))
+        return -1;
+    errno = 0;
+    v = strtoul(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v == 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+static int parse_bytes(const char *text, unsigned long long max, unsigned long long *out)
+{
+    unsigned long long v, unit = 1;
+    char *end;
+
+    if (!isdigit((unsigned char)*text))
+        return -1;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno != 0)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': unit = 1ull << 10; end++; break;
+    case 'm': case 'M': unit = 1ull << 20; end++; break;
+    case 'g': case 'G': unit = 1ull << 30; end++; break;
+    default: break;
+    }
+    if (*end != '\0' || v > max / unit)
+        return -1;
+    *out = v * unit;
+    return 0;
+}
+
+static int parse_sizes(const char *text, struct options *o)
+{
+    unsigned n = 0;
+
+    for (const char *p = text;; p++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        unsigned long long v;
+        char item[32];
+
+        if (len == 0 || len >= sizeof(item) || n == MAX_SIZES)
+            return -1;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (parse_bytes(item, MAX_PAYLOAD, &v) != 0)
+            return -1;
+        o->sizes[n++] = (size_t)v;
+        if (comma == NULL)
+            break;
+        p = comma;
+    }
+    o->nsizes = n;
+    return 0;
+}
+
+static int parse_duration(const char *text, double *out)
+{
+    char *end;
+    double v;
+
+    if (!isdigit((unsigned char)*text) && *text != '.')
+        return -1;
+    errno = 0;
+    v = strtod(text, &end);
+    if (errno != 0 || *end != '\0' || !(v > 0.0) || v > 86400.0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static size_t max_wire_of(const struct options *o)
+{
+    size_t max = 0;
+
+    for (unsigned i = 0; i < o->nsizes; i++)
+        if (o->sizes[i] > max)
+            max = o->sizes[i];
+    return sizeof(struct wire_header) + max;
+}
+
+enum {
+    OPT_SUBSCRIBERS = 256, OPT_PUBLISHERS, OPT_RUN_THREADS, OPT_WORKERS, OPT_DURATION,
+    OPT_MESSAGES, OPT_SIZES, OPT_CAP, OPT_SLOW, OPT_NO_SLOW, OPT_DISCONNECT,
+    OPT_NO_DISCONNECT, OPT_PROGRESS, OPT_SEED, OPT_HELP,
+};
+
+static int bad_value(const char *prog, const char *opt, const char *value)
+{
+    fprintf(stderr, "%s: bad value '%s' for --%s\n", prog, value, opt);
+    usage(stderr, prog);
+    return -1;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        { "subscribers", required_argument, NULL, OPT_SUBSCRIBERS },
+        { "publishers", required_argument, NULL, OPT_PUBLISHERS },
+        { "run-threads", required_argument, NULL, OPT_RUN_THREADS },
+        { "workers", required_argument, NULL, OPT_WORKERS },
+        { "duration", required_argument, NULL, OPT_DURATION },
+        { "messages", required_argument, NULL, OPT_MESSAGES },
+        { "sizes", required_argument, NULL, OPT_SIZES },
+        { "cap", required_argument, NULL, OPT_CAP },
+        { "slow", no_argument, NULL, OPT_SLOW },
+        { "no-slow", no_argument, NULL, OPT_NO_SLOW },
+        { "disconnect", no_argument, NULL, OPT_DISCONNECT },
+        { "no-disconnect", no_argument, NULL, OPT_NO_DISCONNECT },
+        { "progress", no_argument, NULL, OPT_PROGRESS },
+        { "seed", required_argument, NULL, OPT_SEED },
+        { "help", no_argument, NULL, OPT_HELP },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *prog = argv[0];
+    unsigned long v;
+    unsigned long long b;
+    int c, index;
+
+    *o = (struct options){
+        .subscribers = 32, .publishers = 4, .run_threads = 2, .workers = 2,
+        .duration = 9.5, .sizes = { 64, 256, 1024, 4096, 16384 }, .nsizes = 5,
+        .cap = (size_t)8 << 20, .slow = true, .disconnect = true, .seed = 1,
+    };
+    o->progress = isatty(STDERR_FILENO) == 1;
+    while ((c = getopt_long(argc, argv, "", longopts, &index)) != -1) {
+        const char *name = c >= OPT_SUBSCRIBERS ? longopts[index].name : "";
+
+        switch (c) {
+        case OPT_SUBSCRIBERS:
+        case OPT_PUBLISHERS:
+        case OPT_RUN_THREADS:
+        case OPT_WORKERS:
+            if (parse_count(optarg, c == OPT_SUBSCRIBERS ? 256ul : c == OPT_PUBLISHERS ? 1024ul : 256ul,
+                            &v) != 0)
+                return bad_value(prog, name, optarg);
+            if (c == OPT_SUBSCRIBERS)
+                o->subscribers = (unsigned)v;
+            else if (c == OPT_PUBLISHERS)
+                o->publishers = (unsigned)v;
+            else if (c == OPT_RUN_THREADS)
+                o->run_threads = (unsigned)v;
+            else
+                o->workers = (unsigned)v;
+            break;
+        case OPT_DURATION:
+            if (parse_duration(optarg, &o->duration) != 0)
+                return bad_value(prog, name, optarg);
+            break;
+        case OPT_MESSAGES:
+            if (parse_count(optarg, 1000000000ul, &v) != 0)
+                return bad_value(prog, name, optarg);
+            o->messages = v;
+            break;
+        case OPT_SIZES:
+            if (parse_sizes(optarg, o) != 0)
+                return bad_value(prog, name, optarg);
+            break;
+        case OPT_CAP:
+            if (parse_bytes(optarg, (unsigned long long)SIZE_MAX / 2, &b) != 0 || b == 0)
+                return bad_value(prog, name, optarg);
+            o->cap = (size_t)b;
+            break;
+        case OPT_SEED:
+            if (parse_bytes(optarg, UINT64_MAX, &b) != 0)
+                return bad_value(prog, name, optarg);
+            o->seed = b;
+            break;
+        case OPT_SLOW: o->slow = true; break;
+        case OPT_NO_SLOW: o->slow = false; break;
+        case OPT_DISCONNECT: o->disconnect = true; break;
+        case OPT_NO_DISCONNECT: o->disconnect = false; break;
+        case OPT_PROGRESS: o->progress = true; break;
+        case OPT_HELP:
+            usage(stdout, prog);
+            exit(0);
+        default:                        /* getopt_long printed what was wrong */
+            usage(stderr, prog);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+        usage(stderr, prog);
+        return -1;
+    }
+    if (o->subscribers < 1u + o->slow + o->disconnect) {
+        fprintf(stderr, "%s: --subscribers must be at least %u with%s%s (one healthy one)\n", prog,
+                1u + o->slow + o->disconnect, o->slow ? " --slow" : "",
+                o->disconnect ? " --disconnect" : "");
+        usage(stderr, prog);
+        return -1;
+    }
+    /* Each publisher may add a message to a subscriber between two checks:
+     * a cap below that would drop healthy subscribers. */
+    if (o->cap / 2 / o->publishers < max_wire_of(o)) {
+        fprintf(stderr, "%s: --cap must be at least 2 x publishers x largest message (%zu B)\n",
+                prog, 2 * o->publishers * max_wire_of(o));
+        usage(stderr, prog);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* main: timer, summary, verdict                                       */
+/* ------------------------------------------------------------------ */
+
+static unsigned subscribers_alive(struct fanout *f)
+{
+    unsigned alive = 0;
+
+    for (unsigned i = 0; i < f->o->subscribers; i++)
+        alive += atomic_load(&f->subs[i].state) == SUB_LIVE;
+    return alive;
+}
+
+/*
+ * Waits for the end of publishing (the deadline, or every publisher done
+ * with --messages) with a timed wait on done_cond, ticking once a second
+ * for the progress line; then tells the publishers to stop.
+ */
+static void wait_for_end(struct fanout *f, uint64_t start)
+{
+    const struct options *o = f->o;
+    uint64_t end = start + (uint64_t)(o->duration * 1e9), tick = start + 1000000000u;
+    unsigned long long last_msgs = 0, last_bytes = 0;
+
+    lock(&f->done_lock);
+    for (;;) {
+        uint64_t now = now_ns(), wake;
+        struct timespec deadline;
+
+        if (o->messages != 0 ? f->publishers_done == o->publishers : now >= end)
+            break;
+        if (now >= tick) {
+            unsigned long long msgs = atomic_load(&f->published), bytes = atomic_load(&f->bytes_ok);
+
+            if (o->progress)
+                fprintf(stderr, "[%5.1f s] %llu msg/s, %.1f MB/s, %u/%u subscribers alive\n",
+                        (double)(now - start) / 1e9, msgs - last_msgs,
+                        (double)(bytes - last_bytes) / 1e6, subscribers_alive(f), o->subscribers);
+            last_msgs = msgs;
+            last_bytes = bytes;
+            tick += 1000000000u;
+            continue;
+        }
+        wake = o->messages == 0 && end < tick ? end : tick;
+        deadline = timespec_of(wake);
+        cond_wait_until(&f->done_cond, &f->done_lock, &deadline);
+    }
+    unlock(&f->done_lock);
+    atomic_store(&f->stopping, true);
+}
+
+static const char *state_name(const struct subscriber *s, char *buf, size_t size)
+{
+    char queued[32];
+
+    switch (atomic_load(&s->state)) {
+    case SUB_LIVE:
+        return "live";
+    case SUB_DROPPED_SLOW:
+        format_bytes(queued, sizeof(queued), s->drop_queued);
+        snprintf(buf, size, "slow (queued %s)", queued);
+        return buf;
+    case SUB_DISCONNECTED:
+        snprintf(buf, size, "disconnected (%s)", errno_name(s->drop_error));
+        return buf;
+    default:
+        snprintf(buf, size, "failed (%s)", errno_name(s->drop_error));
+        return buf;
+    }
+}
+
+/* Prints one line per problem and returns how many there were. */
+static unsigned verify(struct fanout *f, bool slow_caught)
+{
+    const struct options *o = f->o;
+    unsigned problems = 0;
+    char why[64];
+
+    for (unsigned p = 0; p < o->publishers; p++) {
+        if (f->pubs[p].error != 0) {
+            printf("FAIL publisher %u: %s\n", p, errno_name(f->pubs[p].error));
+            problems++;
+        }
+    }
+    if (atomic_load(&f->unexpected) != 0) {
+        printf("FAIL %llu unexpected events; first: %s\n", atomic_load(&f->unexpected),
+               f->first_unexpected);
+        problems++;
+    }
+    if (o->slow && !slow_caught) {
+        printf("FAIL subscriber 0 stopped reading but was never dropped (raise --messages or "
+               "--duration, or lower --cap)\n");
+        problems++;
+    }
+    for (unsigned i = 0; i < o->subscribers; i++) {
+        struct subscriber *s = &f->subs[i];
+        int state = atomic_load(&s->state);
+
+        if (s->failed) {
+            printf("FAIL subscriber %u: %s\n", i, s->failure);
+            problems++;
+            continue;
+        }
+        switch (s->role) {
+        case ROLE_HEALTHY:
+            if (state != SUB_LIVE) {
+                printf("FAIL subscriber %u: healthy but dropped: %s\n", i,
+                       state_name(s, why, sizeof(why)));
+                problems++;
+                break;
+            }
+            if (s->leftover != 0) {
+                printf("FAIL subscriber %u: EOF inside a message (%zu bytes)\n", i, s->leftover);
+                problems++;
+            }
+            for (unsigned p = 0; p < o->publishers; p++) {
+                if (s->next_seq[p] != f->pubs[p].published) {
+                    printf("FAIL subscriber %u: got %" PRIu64 " of the %" PRIu64
+                           " messages of publisher %u\n",
+                           i, s->next_seq[p], f->pubs[p].published, p);
+                    problems++;
+                }
+            }
+            break;
+        case ROLE_SLOW:
+            if (state != SUB_DROPPED_SLOW && slow_caught) {
+                printf("FAIL subscriber %u: slow one ended %s\n", i, state_name(s, why, sizeof(why)));
+                problems++;
+            }
+            break;
+        case ROLE_DISCONNECT:
+            if (!s->closed_itself) {
+                printf("FAIL subscriber %u: EOF before it hung up (%llu messages; raise "
+                       "--messages or --duration)\n",
+                       i, s->received_msgs);
+                problems++;
+            } else if (state != SUB_DISCONNECTED ||
+                       (s->drop_error != EPIPE && s->drop_error != ECONNRESET)) {
+                printf("FAIL subscriber %u: hung up, but the server saw it %s (no write failed "
+                       "after it: publishing ended first)\n",
+                       i, state_name(s, why, sizeof(why)));
+                problems++;
+            }
+            break;
+        }
+    }
+    return problems;
+}
+
+static void print_summary(struct fanout *f, const io_context_stats *st, double publishing,
+                          double elapsed)
+{
+    const struct options *o = f->o;
+    unsigned long long published = atomic_load(&f->published), writes = atomic_load(&f->writes_ok);
+    unsigned long long delivered = 0, healthy_msgs = 0;
+    unsigned dropped = 0;
+    char p50[32], p99[32], max[32], why[64], cap[32];
+
+    for (unsigned i = 0; i < o->subscribers; i++) {
+        delivered += f->subs[i].received_bytes;
+        if (atomic_load(&f->subs[i].state) != SUB_LIVE)
+            dropped++;
+        else
+            healthy_msgs += f->subs[i].received_msgs;
+    }
+    format_ns(p50, sizeof(p50), lat_quantile(&f->latency, writes, 0.50));
+    format_ns(p99, sizeof(p99), lat_quantile(&f->latency, writes, 0.99));
+    format_ns(max, sizeof(max), atomic_load(&f->latency.max));
+    format_bytes(cap, sizeof(cap), o->cap);
+
+    printf("%-26s %llu (%.0f/s over %.2f s)\n", "messages published", published,
+           (double)published / publishing, publishing);
+    printf("%-26s %llu B, sum over %u subscribers (%llu messages to live ones)\n",
+           "bytes delivered", delivered, o->subscribers, healthy_msgs);
+    printf("%-26s %.1f MB/s (%.2f s until the last EOF)\n", "throughput",
+           (double)delivered / 1e6 / elapsed, elapsed);
+    printf("%-26s %" PRIu64 ": %.3f per subscriber write (%llu writes), %.2f per message\n",
+           "writev calls", st->writev_calls, writes != 0 ? (double)st->writev_calls / (double)writes : 0.0,
+           writes, published != 0 ? (double)st->writev_calls / (double)published : 0.0);
+    printf("%-26s would_block %" PRIu64 ", ops started %" PRIu64 ", completed %" PRIu64 "\n",
+           "library stats", st->would_block, st->ops_started, st->ops_completed);
+    printf("%-26s p50 %s, p99 %s, max %s\n", "publish-to-handler", p50, p99, max);
+    printf("%-26s %u of %u (cap %s)\n", "subscribers dropped", dropped, o->subscribers, cap);
+    for (unsigned i = 0; i < o->subscribers; i++) {
+        struct subscriber *s = &f->subs[i];
+
+        if (atomic_load(&s->state) == SUB_LIVE)
+            continue;
+        printf("  #%-3u %-26s after %llu messages written; it verified %llu%s\n", i,
+               state_name(s, why, sizeof(why)), s->drop_writes, s->received_msgs,
+               s->closed_itself ? " and hung up" :
+               s->leftover != 0 ? " + a cut-off one" : "");
+    }
+    printf("%-26s ECANCELED %llu, EBADF %llu, EPIPE %llu, ECONNRESET %llu, other %llu\n",
+           "write errors", atomic_load(&f->err_canceled), atomic_load(&f->err_badf),
+           atomic_load(&f->err_pipe), atomic_load(&f->err_connreset), atomic_load(&f->err_other));
+    printf("%-26s %llu (to subscribers already gone)\n", "writes skipped", atomic_load(&f->skipped));
+}
+
+int main(int argc, char **argv)
+{
+    static struct fanout f;
+    struct options o;
+    struct runner *runners;
+    io_context_options copts;
+    io_context_stats stats;
+    uint64_t start, stopped, finished;
+    unsigned problems, disconnect_index;
+    bool slow_caught = true;
+    char cap[32];
+    int listen_fd, err;
+
+    if (parse_options(argc, argv, &o) != 0)
+        return 2;
+    /* The default action of SIGPIPE kills the process: a write to a peer
+     * that hung up must not raise it (API rule 16), and this proves it even
+     * when our parent ignored the signal. */
+    if (signal(SIGPIPE, SIG_DFL) == SIG_ERR)
+        fatal("signal(SIGPIPE): %s", strerror(errno));
+    f.o = &o;
+    f.max_wire = max_wire_of(&o);
+    f.window = o.cap / FLOW_WINDOW_DIV;
+    check_pthread(pthread_mutex_init(&f.flow_lock, NULL), "pthread_mutex_init");
+    check_pthread(pthread_mutex_init(&f.done_lock, NULL), "pthread_mutex_init");
+    check_pthread(pthread_mutex_init(&f.note_lock, NULL), "pthread_mutex_init");
+    cond_init_monotonic(&f.flow_cond);
+    cond_init_monotonic(&f.done_cond);
+
+    f.subs = calloc(o.subscribers, sizeof(*f.subs));
+    f.pubs = calloc(o.publishers, sizeof(*f.pubs));
+    runners = calloc(o.run_threads, sizeof(*runners));
+    if (f.subs == NULL || f.pubs == NULL || runners == NULL)
+        fatal("out of memory");
+    disconnect_index = o.slow ? 1 : 0;
+    for (unsigned i = 0; i < o.subscribers; i++) {
+        struct subscriber *s = &f.subs[i];
+
+        s->f = &f;
+        s->index = i;
+        s->role = o.slow && i == 0 ? ROLE_SLOW :
+                  o.disconnect && i == disconnect_index ? ROLE_DISCONNECT : ROLE_HEALTHY;
+        atomic_init(&s->state, SUB_LIVE);
+        atomic_init(&s->writes_ok, 0);
+        atomic_init(&s->stalled_at, ~0ull);
+        latch_init(&s->dropped);
+        s->next_seq = calloc(o.publishers, sizeof(*s->next_seq));
+        if (s->next_seq == NULL)
+            fatal("out of memory");
+    }
+
+    copts.worker_threads = o.workers;
+    err = io_context_create(&f.ctx, &copts);
+    if (err != 0)
+        fatal("io_context_create: %s", strerror(err));
+    listen_fd = listen_loopback(&f);
+    for (unsigned i = 0; i < o.subscribers; i++)
+        start_thread(&f.subs[i].thread, subscribe, &f.subs[i]);
+    accept_subscribers(&f, listen_fd);
+    if (close(listen_fd) != 0)
+        fatal("close(listening socket): %s", strerror(errno));
+
+    format_bytes(cap, sizeof(cap), o.cap);
+    printf("fanout on 127.0.0.1:%u: %u subscribers, %u publishers, %u run threads, %u workers, "
+           "cap %s, ",
+           ntohs(f.addr.sin_port), o.subscribers, o.publishers, o.run_threads, o.workers, cap);
+    if (o.messages != 0)
+        printf("%lu messages per publisher\n", o.messages);
+    else
+        printf("%.1f s\n", o.duration);
+    fflush(stdout);
+
+    start = now_ns();
+    io_context_work_started(f.ctx);     /* run threads wait for the publishers */
+    for (unsigned t = 0; t < o.run_threads; t++) {
+        runners[t].ctx = f.ctx;
+        start_thread(&runners[t].thread, run, &runners[t]);
+    }
+    for (unsigned p = 0; p < o.publishers; p++) {
+        f.pubs[p] = (struct publisher){
+            .f = &f, .id = p, .rng = mix64(o.seed ^ (0x9e3779b97f4a7c15u * (p + 1))) | 1,
+            .seen_writes = calloc(o.subscribers, sizeof(unsigned long long)),
+            .seen_queued = calloc(o.subscribers, sizeof(size_t)),
+            .seen_since = calloc(o.subscribers, sizeof(uint64_t)),
+        };
+        if (f.pubs[p].seen_writes == NULL || f.pubs[p].seen_queued == NULL ||
+            f.pubs[p].seen_since == NULL)
+            fatal("out of memory");
+        start_thread(&f.pubs[p].thread, publish, &f.pubs[p]);
+    }
+    wait_for_end(&f, start);
+    for (unsigned p = 0; p < o.publishers; p++)
+        join_thread(f.pubs[p].thread);
+    stopped = now_ns();
+
+    /* A slow subscriber the cap never caught still waits to be dropped:
+     * let it read, or its writes would never end. */
+    if (o.slow && atomic_load(&f.subs[0].state) == SUB_LIVE) {
+        slow_caught = false;
+        latch_open(&f.subs[0].dropped);
+    }
+    /* Pending writes are work too: run returns once every handler ran. */
+    io_context_work_finished(f.ctx);
+    for (unsigned t = 0; t < o.run_threads; t++)
+        join_thread(runners[t].thread);
+    io_context_get_stats(f.ctx, &stats);
+    /* Closing the rest gives the subscribers their EOF. */
+    for (unsigned i = 0; i < o.subscribers; i++)
+        io_descriptor_destroy(f.subs[i].d);
+    for (unsigned i = 0; i < o.subscribers; i++)
+        join_thread(f.subs[i].thread);
+    finished = now_ns();
+    io_context_destroy(f.ctx);
+
+    print_summary(&f, &stats, (double)(stopped - start) / 1e9, (double)(finished - start) / 1e9);
+    problems = verify(&f, slow_caught);
+    if (problems == 0)
+        printf("verified: OK\n");
+    else
+        printf("verified: FAILED (%u problems)\n", problems);
+
+    for (unsigned i = 0; i < o.subscribers; i++) {
+        latch_destroy(&f.subs[i].dropped);
+        free(f.subs[i].next_seq);
+    }
+    for (unsigned p = 0; p < o.publishers; p++) {
+        free(f.pubs[p].seen_writes);
+        free(f.pubs[p].seen_queued);
+        free(f.pubs[p].seen_since);
+    }
+    free(f.subs);
+    free(f.pubs);
+    free(runners);
+    return problems == 0 ? 0 : 1;
+}
