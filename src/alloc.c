@@ -6,7 +6,7 @@
  * without losing anything, and can check that objects are freed when the
  * contract says, not only at context shutdown.
  *
- * Data: three atomics, no lock.  Allocation is off the hot path (handler
+ * Data: four atomics, no lock.  Allocation is off the hot path (handler
  * nodes are recycled), so the two relaxed atomic operations cost nothing
  * that shows.
  */
@@ -18,11 +18,13 @@
 static atomic_size_t live_blocks;
 static atomic_long fail_countdown;      /* 0: never fail */
 static atomic_size_t injected_failures;
+static atomic_size_t calls;
 
 void *io__alloc(size_t size)
 {
     void *p;
 
+    atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed);
     if (atomic_load_explicit(&fail_countdown, memory_order_relaxed) > 0
         && atomic_fetch_sub(&fail_countdown, 1) == 1) {
         atomic_fetch_add(&injected_failures, 1);
@@ -50,6 +52,11 @@ size_t io__alloc_live(void)
 void io__alloc_fail_after(long n)
 {
     atomic_store(&fail_countdown, n > 0 ? n : 0);
+}
+
+size_t io__alloc_calls(void)
+{
+    return atomic_load(&calls);
 }
 
 size_t io__alloc_injected_failures(void)

@@ -15,6 +15,9 @@ void io__free(void *ptr);
 /* For tests: the number of io__alloc() blocks not yet freed. */
 size_t io__alloc_live(void);
 
+/* For tests: how many times io__alloc() has been called. */
+size_t io__alloc_calls(void);
+
 /* For tests: the n-th io__alloc() from now (1 = the next) returns NULL;
  * 0 turns failures off.  Counts across all threads. */
 void io__alloc_fail_after(long n);

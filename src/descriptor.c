@@ -29,7 +29,8 @@
  * cancel marks it, and the worker completes it when the call returns.
  *
  * References (d->refs): the user's handle, one per op from start until
- * its handler has returned, one while scheduled.  The last one frees d,
+ * its handler has returned and the op is back in d's cache (or freed),
+ * one while scheduled.  The last one frees d,
  * which may happen inside a handler or on a worker.
  */
 #include <errno.h>
@@ -46,6 +47,11 @@
 /* One turn writes at most this much, then the descriptor goes to the back
  * of the ready queue, so a huge write cannot starve the others. */
 #define IO_TURN_BYTES_MAX ((size_t)1 << 20)
+
+static struct io_write_op *op_of(struct io_task *t)
+{
+    return io_container_of(t, struct io_write_op, task);
+}
 
 static enum io_fd_kind kind_of(const struct stat *st, int fd)
 {
@@ -79,6 +85,7 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
         .ctx = ctx,
         .strand = strand,
         .ops = IO_TASK_QUEUE_INIT,
+        .spare_ops = IO_TASK_QUEUE_INIT,
         .os_fd = fd,
         .saved_flags = flags,
         .kind = kind_of(&st, fd),
@@ -138,12 +145,11 @@ void io__descriptor_retain(io_descriptor *d)
     atomic_fetch_add(&d->refs, 1);
 }
 
+static void release_refs(io_descriptor *d, unsigned n);
+
 void io__descriptor_release_ref(io_descriptor *d)
 {
-    if (atomic_fetch_sub(&d->refs, 1) == 1) {
-        io__context_forget_descriptor(d->ctx, d);
-        io__descriptor_free(d);
-    }
+    release_refs(d, 1);
 }
 
 void io__descriptor_free(io_descriptor *d)
@@ -152,6 +158,8 @@ void io__descriptor_free(io_descriptor *d)
      * hold an fd here; rule 17 closes it. */
     if (d->os_fd >= 0 && atomic_load(&d->public_fd) >= 0)
         close(d->os_fd);
+    while (!io_task_queue_is_empty(&d->spare_ops))
+        io__write_op_free(op_of(io_task_queue_pop(&d->spare_ops)));
     pthread_cond_destroy(&d->released_cond);
     pthread_mutex_destroy(&d->lock);
     io__strand_release(d->strand);
@@ -181,11 +189,6 @@ static void complete_locked(io_descriptor *d, struct io_task *prev, struct io_wr
         op->cancel = NULL;
     }
     io_task_queue_push(done, t);
-}
-
-static struct io_write_op *op_of(struct io_task *t)
-{
-    return io_container_of(t, struct io_write_op, task);
 }
 
 /* Cancels every pending op that no system call holds; marks the others so
@@ -326,6 +329,49 @@ static bool completes_at_once_locked(io_descriptor *d, struct io_write_op *op)
     return true;
 }
 
+/* The most ops a descriptor keeps for reuse: enough for a burst of small
+ * writes, bounded so that an idle connection pins little memory. */
+#define IO_DESCRIPTOR_SPARE_OPS 64
+
+/* Returns an op for count buffers, filled, with d->lock held; NULL (out
+ * of memory) with it not held.  A small one comes from d's cache when it
+ * has one; the allocator is never called with the lock held. */
+static struct io_write_op *take_op(io_descriptor *d, const struct iovec *bufs, size_t count,
+                                   bool write_all, io_write_handler handler, void *arg)
+{
+    struct io_write_op *op = NULL;
+    struct io_task *t;
+
+    if (count <= IO_OP_INLINE_IOVS) {
+        pthread_mutex_lock(&d->lock);
+        if ((t = io_task_queue_pop(&d->spare_ops)) != NULL) {
+            d->spare_count--;
+            op = op_of(t);
+        }
+        if (op == NULL)
+            pthread_mutex_unlock(&d->lock);
+    }
+    if (op == NULL) {
+        op = io__write_op_alloc(count);
+        if (op == NULL)
+            return NULL;
+        pthread_mutex_lock(&d->lock);
+    }
+    io__write_op_init(op, bufs, count, write_all, handler, arg);
+    return op;
+}
+
+/* Keeps op in d's cache if it is small and there is room; otherwise
+ * returns it for the caller to free after unlocking.  d->lock held. */
+static struct io_write_op *give_back_locked(io_descriptor *d, struct io_write_op *op)
+{
+    if (!io__write_op_is_recyclable(op) || d->spare_count >= IO_DESCRIPTOR_SPARE_OPS)
+        return op;
+    io_task_queue_push(&d->spare_ops, &op->task);
+    d->spare_count++;
+    return NULL;
+}
+
 static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count, bool write_all,
                        io_write_handler handler, void *arg, io_cancel_signal *cancel)
 {
@@ -335,19 +381,20 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
 
     if (d == NULL || handler == NULL || (bufs == NULL && count > 0))
         return EINVAL;
-    op = io__write_op_new(bufs, count, write_all, handler, arg);
+    op = take_op(d, bufs, count, write_all, handler, arg);
     if (op == NULL)
         return ENOMEM;
     op->d = d;
 
-    pthread_mutex_lock(&d->lock);
     pending = !completes_at_once_locked(d, op);
     /* Rule 18: a signal still attached to a pending op refuses a second
      * one, and the refused call leaves no trace. */
     if (cancel != NULL && (pending ? io__cancel_signal_attach(cancel, d, op) != 0
                                    : io__cancel_signal_is_busy(cancel))) {
+        op = give_back_locked(d, op);
         pthread_mutex_unlock(&d->lock);
-        io__write_op_free(op);
+        if (op != NULL)
+            io__write_op_free(op);
         return EBUSY;
     }
     atomic_fetch_add(&d->refs, 1);
@@ -491,14 +538,46 @@ void io_descriptor_destroy(io_descriptor *d)
     io__descriptor_release_ref(d);
 }
 
-void io__write_op_complete(struct io_task *t)
+void io__write_op_complete(struct io_task *t, struct io_task_queue *spent)
 {
     struct io_write_op *op = op_of(t);
-    io_descriptor *d = op->d;
 
     op->handler(op->arg, op->error, op->done);
-    io__write_op_free(op);
-    io__descriptor_release_ref(d);
+    io_task_queue_push(spent, t);
+}
+
+/* Drops n references at once. */
+static void release_refs(io_descriptor *d, unsigned n)
+{
+    if (atomic_fetch_sub(&d->refs, n) == n) {
+        io__context_forget_descriptor(d->ctx, d);
+        io__descriptor_free(d);
+    }
+}
+
+void io__write_ops_recycle(struct io_task_queue *spent)
+{
+    while (!io_task_queue_is_empty(spent)) {
+        struct io_task_queue to_free = IO_TASK_QUEUE_INIT;
+        io_descriptor *d = op_of(spent->head)->d;
+        struct io_write_op *op;
+        unsigned n = 0;
+
+        /* The ops of one strand batch mostly share a descriptor: one
+         * lock for the run of them at the head. */
+        pthread_mutex_lock(&d->lock);
+        while (spent->head != NULL && op_of(spent->head)->d == d) {
+            op = give_back_locked(d, op_of(io_task_queue_pop(spent)));
+            if (op != NULL)
+                io_task_queue_push(&to_free, &op->task);
+            n++;
+        }
+        pthread_mutex_unlock(&d->lock);
+        while (!io_task_queue_is_empty(&to_free))
+            io__write_op_free(op_of(io_task_queue_pop(&to_free)));
+        /* Only now may d go: its cache holds the ops just given back. */
+        release_refs(d, n);
+    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -193,12 +193,16 @@ struct io_write_op {
     size_t iov_index;           /* first buffer not fully written */
     size_t iov_offset;          /* bytes of it already written */
     size_t iov_count;
+    size_t iov_capacity;        /* room in iov[]: at least IO_OP_INLINE_IOVS */
     struct iovec iov[];         /* the caller's array, copied */
 };
 
 /* write_op.c */
-struct io_write_op *io__write_op_new(const struct iovec *bufs, size_t count, bool write_all,
-                                     io_write_handler handler, void *arg);
+#define IO_OP_INLINE_IOVS 4
+struct io_write_op *io__write_op_alloc(size_t count);
+void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
+                       bool write_all, io_write_handler handler, void *arg);
+bool io__write_op_is_recyclable(const struct io_write_op *op);
 void io__write_op_free(struct io_write_op *op);
 size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
                            size_t budget);
@@ -212,6 +216,8 @@ struct io_descriptor {
     pthread_mutex_t lock;
     pthread_cond_t released_cond;       /* release waits here for the workers */
     struct io_task_queue ops;           /* lock: pending ops, in start order */
+    struct io_task_queue spare_ops;     /* lock: recycled ops (inline size) */
+    size_t spare_count;                 /* lock */
     int os_fd;                          /* the fd the workers use; see descriptor.c */
     atomic_int public_fd;               /* os_fd until closed or released, then -1 */
     int saved_flags;                    /* file status flags before create */
@@ -240,8 +246,13 @@ void io__descriptor_release_ref(io_descriptor *d);
  * attached to, if it is still a pending op of d.  Caller holds a ref. */
 void io__descriptor_emit(io_descriptor *d, io_cancel_signal *sig, unsigned type);
 
-/* Runs a completed write's handler on its strand (IO_TASK_WRITE). */
-void io__write_op_complete(struct io_task *t);
+/* Runs a completed write's handler on its strand (IO_TASK_WRITE) and
+ * adds the op to spent, for io__write_ops_recycle once the batch is run. */
+void io__write_op_complete(struct io_task *t, struct io_task_queue *spent);
+
+/* Gives spent ops back to their descriptors' caches, one lock per run of
+ * ops of one descriptor, and drops their references.  No lock held. */
+void io__write_ops_recycle(struct io_task_queue *spent);
 
 /* Context shutdown, after the workers stopped: cancel every pending op,
  * close every fd still open. */

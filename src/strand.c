@@ -154,6 +154,7 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
 {
     struct io_task_queue batch = IO_TASK_QUEUE_INIT;
     struct io_task_queue spent = IO_TASK_QUEUE_INIT;
+    struct io_task_queue spent_writes = IO_TASK_QUEUE_INIT;
     struct strand_frame frame = { s, running_frames };
     struct io_handler_node *node;
     struct io_task *t;
@@ -170,7 +171,7 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
     while (ran < budget && (ignore_stop || !io__context_is_stopped(s->ctx))
            && (t = io_task_queue_pop(&batch)) != NULL) {
         if (t->kind == IO_TASK_WRITE) {
-            io__write_op_complete(t);
+            io__write_op_complete(t, &spent_writes);
         } else {
             node = io_container_of(t, struct io_handler_node, task);
             node->fn(node->arg);
@@ -179,6 +180,7 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
         ran++;
     }
     running_frames = frame.outer;
+    io__write_ops_recycle(&spent_writes);
 
     pthread_mutex_lock(&s->lock);
     io_task_queue_prepend(&s->handlers, &batch);

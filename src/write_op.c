@@ -2,6 +2,10 @@
  * write_op.c - one write operation: the caller's iovec array, copied, and
  * how far the kernel has got through it.
  *
+ * Memory: one allocation per op, with room for IO_OP_INLINE_IOVS buffers
+ * at least; an op that small is recycled through its descriptor's cache
+ * (descriptor.c), so steady-state writes of a few buffers allocate nothing.
+ *
  * Data and locking: an op belongs to its descriptor's queue and is touched
  * under d->lock, except by the worker that gathered it into a system call,
  * which reads its buffers without the lock while op->in_flight is set
@@ -13,25 +17,41 @@
 
 #include "internal.h"
 
-/* Copies the array, not the data: the caller keeps the buffers valid until
- * the handler runs, as in Asio.  Returns NULL when memory runs out. */
-struct io_write_op *io__write_op_new(const struct iovec *bufs, size_t count, bool write_all,
-                                     io_write_handler handler, void *arg)
+/* An op can hold at least this many buffers inline; one of that size is
+ * recycled by its descriptor instead of going back to the allocator. */
+static size_t capacity_for(size_t count)
 {
-    struct io_write_op *op;
-    size_t total = 0;
+    return count > IO_OP_INLINE_IOVS ? count : IO_OP_INLINE_IOVS;
+}
 
-    if (count > (SIZE_MAX - sizeof(*op)) / sizeof(struct iovec))
+/* Room for count buffers; NULL when memory runs out (or count is absurd). */
+struct io_write_op *io__write_op_alloc(size_t count)
+{
+    size_t capacity = capacity_for(count);
+    struct io_write_op *op;
+
+    if (capacity > (SIZE_MAX - sizeof(*op)) / sizeof(struct iovec))
         return NULL;
-    op = io__alloc(sizeof(*op) + count * sizeof(struct iovec));
-    if (op == NULL)
-        return NULL;
+    op = io__alloc(sizeof(*op) + capacity * sizeof(struct iovec));
+    if (op != NULL)
+        op->iov_capacity = capacity;
+    return op;
+}
+
+/* Copies the array, not the data: the caller keeps the buffers valid until
+ * the handler runs, as in Asio.  op has room for count buffers. */
+void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
+                       bool write_all, io_write_handler handler, void *arg)
+{
+    size_t capacity = op->iov_capacity, total = 0;
+
     *op = (struct io_write_op){
         .task = { NULL, IO_TASK_WRITE },
         .handler = handler,
         .arg = arg,
         .write_all = write_all,
         .iov_count = count,
+        .iov_capacity = capacity,
     };
     if (count > 0)
         memcpy(op->iov, bufs, count * sizeof(struct iovec));
@@ -41,7 +61,11 @@ struct io_write_op *io__write_op_new(const struct iovec *bufs, size_t count, boo
         total = bufs[i].iov_len > SIZE_MAX - total ? SIZE_MAX : total + bufs[i].iov_len;
     }
     op->total = total;
-    return op;
+}
+
+bool io__write_op_is_recyclable(const struct io_write_op *op)
+{
+    return op->iov_capacity == IO_OP_INLINE_IOVS;
 }
 
 void io__write_op_free(struct io_write_op *op)

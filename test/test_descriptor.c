@@ -1565,6 +1565,47 @@ START_TEST(close_and_release_let_go_of_a_worker_at_any_point)
 }
 END_TEST
 
+#define STEADY_WRITES 2000
+
+/* Steady state allocates nothing: once a descriptor has served a few
+ * writes of up to IO_OP_INLINE_IOVS buffers, more of them (one at a time,
+ * as a server that keeps up does) reuse its ops and nodes. */
+START_TEST(steady_state_writes_do_not_allocate)
+{
+    io_context *ctx = new_context(1);
+    struct reader r;
+    io_descriptor *d;
+    size_t before;
+    int sv[2];
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    d = new_descriptor(ctx, sv[0], NULL);
+    start_reader(&r, sv[1], 0, 0);
+    io_context_work_started(ctx);
+    for (int i = 0; i < STEADY_WRITES + 100; i++) {
+        struct iovec iov[2] = { io_buffer("head", 4), io_buffer("payload", 7) };
+        struct op op;
+
+        if (i == 100)
+            before = io__alloc_calls();     /* warmed up */
+        init_ops(&op, 1, NULL);
+        ck_assert_int_eq(io_descriptor_async_write(d, iov, 2, on_write, &op, NULL), 0);
+        inside_run_call = true;
+        while (op_calls(&op) == 0)
+            ck_assert_uint_eq(io_context_run_one(ctx), 1);
+        inside_run_call = false;
+        assert_op(&op, 0, 11);
+    }
+    ck_assert_uint_eq(io__alloc_calls() - before, 0);
+    io_context_work_finished(ctx);
+    io_descriptor_destroy(d);
+    join_reader(&r);
+    ck_assert_uint_eq(r.got, (size_t)(STEADY_WRITES + 100) * 11);
+    free(r.buf);
+    finish(ctx);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* destroy                                                             */
 /* ------------------------------------------------------------------ */
@@ -2099,6 +2140,7 @@ static Suite *descriptor_suite(void)
 
     tc = new_tcase(s, "stats");
     tcase_add_test(tc, stats_count_ops_bytes_calls_and_handlers);
+    tcase_add_test(tc, steady_state_writes_do_not_allocate);
 
     tc = new_tcase(s, "kinds");
     tcase_add_test(tc, regular_file_gets_every_byte);
