@@ -24,14 +24,15 @@
  *   (DESIGN.md, hard part 1), and the fd is closed when close returns.
  *
  * Every op ends exactly once: it leaves d->ops under d->lock, by the
- * worker (written, or failed), by cancel/close/release, or by shutdown.
+ * worker (written, or failed), by cancel/close/release, by an emit of its
+ * cancel signal, or by shutdown.
  * An op in a worker's system call is never taken out by another thread:
  * cancel marks it, and the worker completes it when the call returns.
  *
  * References (d->refs): the user's handle, one per op from start until
  * its handler has returned and the op is back in d's cache (or freed),
- * one while scheduled.  The last one frees d,
- * which may happen inside a handler or on a worker.
+ * and one while scheduled.  The last one frees d, which may happen on a
+ * run thread after a handler, or on a worker.
  */
 #include <errno.h>
 #include <fcntl.h>
