@@ -1,0 +1,194 @@
+/*
+ * bench_interpose.c - counts malloc calls and write system calls for the
+ * bench_write* programs, whichever library makes them.
+ *
+ * Linked into each program (an object, not an archive member), it defines
+ * malloc, calloc, realloc, the aligned allocators and free, plus write,
+ * writev and sendmsg (what ioctx, libuv and Asio write streams with).  An
+ * executable's definitions take precedence over libc's for every shared
+ * library too (libuv, libstdc++'s operator new), so calls made inside a
+ * peer library are counted as well.
+ * The allocators forward to glibc's __libc_* entry points, the writes to
+ * the system call itself.  Writes count only on the descriptors passed to
+ * bench_watch_fd() (the connections' write ends), not on a library's
+ * wake-up eventfd.
+ *
+ * Counters live in per-thread slots, one cache line each, so counting
+ * does not make the threads contend.
+ *
+ * Only where IOCTX_BENCH_INTERPOSE is defined: ASan and TSan replace the
+ * allocator and the write calls themselves (TSan also learns ordering
+ * from them), so sanitizer builds get the stubs at the end, and the
+ * programs print "na" for what the interposer would have counted.
+ */
+#include "bench_write_common.h"
+
+#ifdef IOCTX_BENCH_INTERPOSE
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define SLOTS 256
+#define WATCHED_FDS 8192
+
+struct slot {
+    atomic_uint_fast64_t mallocs;
+    atomic_uint_fast64_t writes;
+    char pad[64 - 2 * sizeof(atomic_uint_fast64_t)];
+};
+
+static struct slot slots[SLOTS];
+static atomic_uint next_slot;
+static _Thread_local struct slot *my_slot;
+static atomic_bool watched[WATCHED_FDS];
+
+/* glibc's own allocator, under the names it exports for interposers. */
+extern void *__libc_malloc(size_t size);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t size);
+extern void *__libc_memalign(size_t align, size_t size);
+extern void __libc_free(void *p);
+
+/* Past SLOTS threads, slots are shared: the adds stay atomic for that. */
+static struct slot *this_slot(void)
+{
+    if (my_slot == NULL)
+        my_slot = &slots[atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed) % SLOTS];
+    return my_slot;
+}
+
+static void count_malloc(void)
+{
+    atomic_fetch_add_explicit(&this_slot()->mallocs, 1, memory_order_relaxed);
+}
+
+static void count_write(int fd)
+{
+    if (fd >= 0 && fd < WATCHED_FDS && atomic_load_explicit(&watched[fd], memory_order_relaxed))
+        atomic_fetch_add_explicit(&this_slot()->writes, 1, memory_order_relaxed);
+}
+
+void *malloc(size_t size)
+{
+    count_malloc();
+    return __libc_malloc(size);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    count_malloc();
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t size)
+{
+    count_malloc();
+    return __libc_realloc(p, size);
+}
+
+void *memalign(size_t align, size_t size)
+{
+    count_malloc();
+    return __libc_memalign(align, size);
+}
+
+void *aligned_alloc(size_t align, size_t size)
+{
+    count_malloc();
+    return __libc_memalign(align, size);
+}
+
+int posix_memalign(void **out, size_t align, size_t size)
+{
+    void *p;
+
+    if (align < sizeof(void *) || (align & (align - 1)) != 0)
+        return EINVAL;
+    count_malloc();
+    p = __libc_memalign(align, size);
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void free(void *p)
+{
+    __libc_free(p);
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    count_write(fd);
+    return syscall(SYS_write, fd, buf, n);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int count)
+{
+    count_write(fd);
+    return syscall(SYS_writev, fd, iov, count);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    count_write(fd);
+    return syscall(SYS_sendmsg, fd, msg, flags);
+}
+
+bool bench_counting_available(void)
+{
+    return true;
+}
+
+uint64_t bench_malloc_count(void)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < SLOTS; i++)
+        n += atomic_load_explicit(&slots[i].mallocs, memory_order_relaxed);
+    return n;
+}
+
+uint64_t bench_write_count(void)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < SLOTS; i++)
+        n += atomic_load_explicit(&slots[i].writes, memory_order_relaxed);
+    return n;
+}
+
+void bench_watch_fd(int fd)
+{
+    if (fd >= 0 && fd < WATCHED_FDS)
+        atomic_store(&watched[fd], true);
+}
+
+#else /* no interposer: sanitizer builds */
+
+bool bench_counting_available(void)
+{
+    return false;
+}
+
+uint64_t bench_malloc_count(void)
+{
+    return 0;
+}
+
+uint64_t bench_write_count(void)
+{
+    return 0;
+}
+
+void bench_watch_fd(int fd)
+{
+    (void)fd;
+}
+
+#endif

@@ -1,0 +1,648 @@
+/*
+ * bench_write_common.c - the workload shared by the bench_write* programs:
+ * connections, producers with their buffer pools, verifying readers,
+ * latency records and the result line.  See bench_write_common.h.
+ *
+ * The write ends belong to the program until it hands them to its library;
+ * it then sets write_fds[c] to -1, and bw_fini() closes what is left.
+ *
+ * Locking:
+ *   p->lock guards a producer's free list (p->free, p->nfree, p->waiting);
+ *   the producer takes buffers from it, completion handlers give them back.
+ *   Each latency record is written once, by the handler of its message,
+ *   and read by the main thread after every thread that ran handlers has
+ *   been joined.  A reader owns its connections' read ends and states.
+ */
+#include "bench_write_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A reader that sees no byte for this long declares the run stuck, so a
+ * lost write fails the program instead of hanging it. */
+#define BW_STALL_SECONDS 60
+#define BW_STALL_TEXT "60 s"
+#define BW_READ_CHUNK (256 * 1024)
+
+struct bw_producer {
+    struct bw_bench *bench;
+    pthread_t thread;
+    unsigned id;
+    unsigned first_conn;
+    bw_submit_fn submit;
+    void *impl;
+    uint64_t *seq;              /* next sequence number, per connection */
+    struct bw_msg *msgs;        /* the pool: window messages */
+    unsigned char *buffers;     /* their data */
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    struct bw_msg **free;       /* stack of free messages (LIFO: few buffers touched) */
+    unsigned nfree;
+    bool waiting;
+};
+
+/* What a reader knows of one connection. */
+struct bw_rconn {
+    int fd;
+    unsigned conn;
+    size_t off;                 /* offset in the current message */
+    unsigned char header[BW_HEADER_SIZE];
+    unsigned char seed;
+    uint64_t *next_seq;         /* per producer */
+    unsigned long long expected, got;
+};
+
+struct bw_reader {
+    struct bw_bench *bench;
+    pthread_t thread;
+    unsigned id;
+};
+
+struct bw_state {
+    struct bw_producer *producers;
+    struct bw_reader *readers;
+    struct bw_rconn *rconns;
+    float *latency_us;          /* per message, by bw_msg.index */
+    unsigned long total;
+    atomic_ulong completed;
+    atomic_ulong failed;
+    atomic_int first_error;
+    bool readers_started;
+    double t0, t1;
+    struct rusage ru0, ru1;
+    uint64_t mallocs0, mallocs1, writes0, writes1;
+};
+
+double bw_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void usage(const char *prog)
+{
+    fprintf(stderr,
+            "usage: %s [--connections C] [--producers P] [--size S] [--messages M]\n"
+            "       [--run-threads R] [--workers W] [--readers N] [--window K] [--pipes]\n"
+            "  M is per producer; S >= %d (the header); K: messages in flight per producer\n",
+            prog, BW_HEADER_SIZE);
+}
+
+static int parse(struct bw_options *o, int argc, char **argv)
+{
+    static const char *const names[] = { "--connections", "--producers", "--size", "--messages",
+                                         "--run-threads", "--workers", "--readers", "--window" };
+    unsigned long v[8] = { 64, 4, 64, 100000, 2, 1, 2, 0 };
+    const unsigned long max[8] = { 4096, 1024, 1ul << 30, 1ul << 30, 1024, 1024, 1024, 1ul << 20 };
+
+    *o = (struct bw_options){ 0 };
+    for (int i = 1; i < argc; i++) {
+        size_t k = 0;
+        char *end = NULL;
+
+        if (strcmp(argv[i], "--pipes") == 0) {
+            o->pipes = true;
+            continue;
+        }
+        while (k < 8 && strcmp(argv[i], names[k]) != 0)
+            k++;
+        if (k == 8 || i + 1 >= argc)
+            return -1;
+        errno = 0;
+        v[k] = strtoul(argv[++i], &end, 10);
+        if (errno != 0 || *end != '\0' || v[k] == 0 || v[k] > max[k])
+            return -1;
+    }
+    o->connections = (unsigned)v[0];
+    o->producers = (unsigned)v[1];
+    o->size = v[2];
+    o->messages = v[3];
+    o->run_threads = (unsigned)v[4];
+    o->workers = (unsigned)v[5];
+    o->readers = (unsigned)(v[6] < v[0] ? v[6] : v[0]);
+    /* By default 256 messages or 16 MiB per producer, whichever is less
+     * (but at least 4 messages). */
+    if (v[7] == 0) {
+        v[7] = (16ul << 20) / o->size;
+        v[7] = v[7] > 256 ? 256 : v[7] < 4 ? 4 : v[7];
+    }
+    o->window = (unsigned)v[7];
+    if (o->size < BW_HEADER_SIZE || o->messages * o->producers > (1ul << 31))
+        return -1;
+    return 0;
+}
+
+static unsigned char message_seed(unsigned producer, unsigned conn, uint64_t seq)
+{
+    return (unsigned char)(seq * 167u + producer * 59u + conn * 13u + 1u);
+}
+
+static void fill_message(struct bw_msg *m, unsigned producer, uint64_t seq)
+{
+    uint32_t ids[2] = { producer, m->conn };
+    unsigned char seed = message_seed(producer, m->conn, seq);
+
+    memcpy(m->data, ids, sizeof(ids));
+    memcpy(m->data + sizeof(ids), &seq, sizeof(seq));
+    for (size_t j = BW_HEADER_SIZE; j < m->size; j++)
+        m->data[j] = (unsigned char)(seed + j);
+}
+
+static int setup_producer(struct bw_bench *b, struct bw_producer *p, unsigned id)
+{
+    const struct bw_options *o = &b->o;
+
+    p->bench = b;
+    p->id = id;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->freed, NULL);
+    p->first_conn = (unsigned)((unsigned long)id * o->connections / o->producers);
+    p->seq = calloc(o->connections, sizeof(*p->seq));
+    p->msgs = calloc(o->window, sizeof(*p->msgs));
+    p->free = calloc(o->window, sizeof(*p->free));
+    p->buffers = malloc(o->window * o->size);
+    if (p->seq == NULL || p->msgs == NULL || p->free == NULL || p->buffers == NULL)
+        return ENOMEM;
+    for (unsigned k = 0; k < o->window; k++) {
+        struct bw_msg *m = &p->msgs[k];
+
+        m->owner = p;
+        m->slot = id * o->window + k;
+        m->data = p->buffers + (size_t)k * o->size;
+        m->size = o->size;
+        p->free[o->window - 1 - k] = m;    /* slot 0 is taken first */
+    }
+    p->nfree = o->window;
+    return 0;
+}
+
+static struct bw_msg *take_buffer(struct bw_producer *p)
+{
+    struct bw_msg *m;
+
+    pthread_mutex_lock(&p->lock);
+    while (p->nfree == 0) {
+        p->waiting = true;
+        pthread_cond_wait(&p->freed, &p->lock);
+    }
+    m = p->free[--p->nfree];
+    pthread_mutex_unlock(&p->lock);
+    return m;
+}
+
+static void give_back(struct bw_msg *m)
+{
+    struct bw_producer *p = m->owner;
+
+    pthread_mutex_lock(&p->lock);
+    p->free[p->nfree++] = m;
+    if (p->waiting) {
+        p->waiting = false;
+        pthread_cond_signal(&p->freed);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Messages of producer p on connection c: i in [0, M) with
+ * (first + i) % C == c. */
+static unsigned long messages_to(const struct bw_options *o, unsigned first, unsigned c)
+{
+    unsigned long d = (c + o->connections - first) % o->connections;
+
+    return o->messages / o->connections + (d < o->messages % o->connections ? 1 : 0);
+}
+
+static int open_connections(struct bw_bench *b)
+{
+    struct bw_state *s = b->state;
+    const struct bw_options *o = &b->o;
+
+    for (unsigned c = 0; c < o->connections; c++) {
+        struct bw_rconn *rc = &s->rconns[c];
+        int fds[2], rd, wr;
+
+        if (o->pipes ? pipe(fds) : socketpair(AF_UNIX, SOCK_STREAM, 0, fds)) {
+            fprintf(stderr, "%s: %s: %s\n", b->name, o->pipes ? "pipe" : "socketpair", strerror(errno));
+            return 1;
+        }
+        rd = o->pipes ? fds[0] : fds[1];
+        wr = o->pipes ? fds[1] : fds[0];
+        b->write_fds[c] = wr;
+        bench_watch_fd(wr);
+        rc->fd = rd;
+        if (fcntl(rd, F_SETFL, fcntl(rd, F_GETFL) | O_NONBLOCK) != 0)
+            return 1;
+        rc->conn = c;
+        rc->next_seq = calloc(o->producers, sizeof(*rc->next_seq));
+        if (rc->next_seq == NULL)
+            return 1;
+        for (unsigned p = 0; p < o->producers; p++)
+            rc->expected += (unsigned long long)messages_to(o, s->producers[p].first_conn, c) * o->size;
+    }
+    return 0;
+}
+
+int bw_init(struct bw_bench *b, const char *name, int argc, char **argv)
+{
+    struct bw_state *s;
+    struct bw_options *o = &b->o;
+
+    b->name = name;
+    b->write_fds = NULL;
+    b->state = NULL;
+    if (parse(o, argc, argv) != 0) {
+        usage(argv[0]);
+        return 2;
+    }
+    /* Readers never go away early, but a failed run must not die of it. */
+    signal(SIGPIPE, SIG_IGN);
+    s = b->state = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return 1;
+    s->total = o->messages * o->producers;
+    s->rconns = calloc(o->connections, sizeof(*s->rconns));
+    b->write_fds = malloc(o->connections * sizeof(*b->write_fds));
+    if (s->rconns == NULL || b->write_fds == NULL)
+        goto out_nomem;
+    for (unsigned c = 0; c < o->connections; c++)
+        b->write_fds[c] = s->rconns[c].fd = -1;
+    s->producers = calloc(o->producers, sizeof(*s->producers));
+    s->readers = calloc(o->readers, sizeof(*s->readers));
+    s->latency_us = calloc(s->total, sizeof(*s->latency_us));
+    if (s->producers == NULL || s->readers == NULL || s->latency_us == NULL)
+        goto out_nomem;
+    for (unsigned p = 0; p < o->producers; p++)
+        if (setup_producer(b, &s->producers[p], p) != 0)
+            goto out_nomem;
+    return open_connections(b);
+
+out_nomem:
+    fprintf(stderr, "%s: out of memory\n", name);
+    return 1;
+}
+
+static void stuck(struct bw_bench *b, const char *why, const struct bw_rconn *rc)
+{
+    fprintf(stderr, "%s: FAILED: connection %u: %s (%llu of %llu bytes read)\n",
+            b->name, rc->conn, why, rc->got, rc->expected);
+    /* The writers may now wait forever on a full connection: stop here. */
+    _exit(1);
+}
+
+static void check_header(struct bw_bench *b, struct bw_rconn *rc)
+{
+    uint32_t ids[2];
+    uint64_t seq;
+
+    memcpy(ids, rc->header, sizeof(ids));
+    memcpy(&seq, rc->header + sizeof(ids), sizeof(seq));
+    if (ids[1] != rc->conn || ids[0] >= b->o.producers)
+        stuck(b, "bad message header (bytes lost or interleaved)", rc);
+    if (seq != rc->next_seq[ids[0]]) {
+        fprintf(stderr, "%s: producer %u: sequence %llu where %llu was due\n", b->name,
+                (unsigned)ids[0], (unsigned long long)seq, (unsigned long long)rc->next_seq[ids[0]]);
+        stuck(b, "message out of order", rc);
+    }
+    rc->next_seq[ids[0]]++;
+    rc->seed = message_seed(ids[0], rc->conn, seq);
+}
+
+/* Checks n bytes read from rc; messages may straddle reads. */
+static void verify(struct bw_bench *b, struct bw_rconn *rc, const unsigned char *p, size_t n)
+{
+    size_t size = b->o.size;
+
+    rc->got += n;
+    if (rc->got > rc->expected)
+        stuck(b, "more bytes than were written", rc);
+    while (n > 0) {
+        size_t k;
+
+        if (rc->off < BW_HEADER_SIZE) {
+            k = BW_HEADER_SIZE - rc->off < n ? BW_HEADER_SIZE - rc->off : n;
+            memcpy(rc->header + rc->off, p, k);
+            rc->off += k;
+            if (rc->off == BW_HEADER_SIZE)
+                check_header(b, rc);
+        } else {
+            unsigned char bad = 0, seed = (unsigned char)(rc->seed + rc->off);
+
+            k = size - rc->off < n ? size - rc->off : n;
+            for (size_t j = 0; j < k; j++)
+                bad |= (unsigned char)(p[j] ^ (unsigned char)(seed + j));
+            if (bad != 0)
+                stuck(b, "wrong payload byte", rc);
+            rc->off += k;
+        }
+        if (rc->off == size)
+            rc->off = 0;
+        p += k;
+        n -= k;
+    }
+}
+
+static void *read_all(void *arg)
+{
+    struct bw_reader *r = arg;
+    struct bw_bench *b = r->bench;
+    unsigned nconn = 0, left, idle = 0;
+    struct pollfd *fds = calloc(b->o.connections, sizeof(*fds));
+    struct bw_rconn **rcs = calloc(b->o.connections, sizeof(*rcs));
+    unsigned char *buf = malloc(BW_READ_CHUNK);
+
+    if (fds == NULL || rcs == NULL || buf == NULL) {
+        fprintf(stderr, "%s: reader: out of memory\n", b->name);
+        _exit(1);
+    }
+    for (unsigned c = r->id; c < b->o.connections; c += b->o.readers) {
+        rcs[nconn] = &b->state->rconns[c];
+        fds[nconn] = (struct pollfd){ .fd = rcs[nconn]->fd, .events = POLLIN };
+        nconn++;
+    }
+    left = nconn;
+    while (left > 0) {
+        int ready = poll(fds, nconn, 1000);
+
+        if (ready < 0 && errno != EINTR) {
+            perror("poll");
+            _exit(1);
+        }
+        if (ready <= 0) {
+            if (ready == 0 && ++idle >= BW_STALL_SECONDS)
+                for (unsigned i = 0; i < nconn; i++)
+                    if (fds[i].fd >= 0)
+                        stuck(b, "no byte for " BW_STALL_TEXT, rcs[i]);
+            continue;
+        }
+        idle = 0;
+        for (unsigned i = 0; i < nconn; i++) {
+            ssize_t n;
+
+            if (fds[i].fd < 0 || fds[i].revents == 0)
+                continue;
+            n = read(fds[i].fd, buf, BW_READ_CHUNK);
+            if (n > 0)
+                verify(b, rcs[i], buf, (size_t)n);
+            else if (n == 0)
+                stuck(b, "end of file before every byte", rcs[i]);
+            else if (errno != EAGAIN && errno != EINTR)
+                stuck(b, strerror(errno), rcs[i]);
+            if (rcs[i]->got == rcs[i]->expected) {
+                if (rcs[i]->off != 0)
+                    stuck(b, "ends inside a message", rcs[i]);
+                fds[i].fd = -1;             /* poll() skips it from now on */
+                left--;
+            }
+        }
+    }
+    free(buf);
+    free(rcs);
+    free(fds);
+    return NULL;
+}
+
+static uint64_t mallocs_now(void)
+{
+    return bench_counting_available() ? bench_malloc_count() : 0;
+}
+
+int bw_start(struct bw_bench *b)
+{
+    struct bw_state *s = b->state;
+
+    for (unsigned r = 0; r < b->o.readers; r++) {
+        s->readers[r] = (struct bw_reader){ .bench = b, .id = r };
+        if (pthread_create(&s->readers[r].thread, NULL, read_all, &s->readers[r]) != 0) {
+            fprintf(stderr, "%s: cannot start a reader\n", b->name);
+            return 1;
+        }
+    }
+    s->readers_started = true;
+    getrusage(RUSAGE_SELF, &s->ru0);
+    s->mallocs0 = mallocs_now();
+    s->writes0 = bench_write_count();
+    s->t0 = bw_now();
+    return 0;
+}
+
+static void *produce(void *arg)
+{
+    struct bw_producer *p = arg;
+    const struct bw_options *o = &p->bench->o;
+    unsigned conn = p->first_conn;
+
+    for (unsigned long i = 0; i < o->messages; i++) {
+        struct bw_msg *m = take_buffer(p);
+
+        m->conn = conn;
+        m->index = p->id * o->messages + i;
+        fill_message(m, p->id, p->seq[conn]++);
+        m->submitted = bw_now();
+        p->submit(p->impl, m);
+        if (++conn == o->connections)
+            conn = 0;
+    }
+    return NULL;
+}
+
+int bw_produce(struct bw_bench *b, bw_submit_fn submit, void *impl)
+{
+    struct bw_state *s = b->state;
+    unsigned started;
+
+    for (started = 0; started < b->o.producers; started++) {
+        struct bw_producer *p = &s->producers[started];
+
+        p->submit = submit;
+        p->impl = impl;
+        if (pthread_create(&p->thread, NULL, produce, p) != 0)
+            break;
+    }
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(s->producers[i].thread, NULL);
+    if (started < b->o.producers) {
+        fprintf(stderr, "%s: cannot start a producer\n", b->name);
+        _exit(1);                   /* the readers wait for its messages */
+    }
+    return 0;
+}
+
+void bw_complete(struct bw_msg *m, int error, size_t bytes)
+{
+    struct bw_state *s = m->owner->bench->state;
+    double latency = bw_now() - m->submitted;
+
+    if (error != 0 || bytes != m->size) {
+        int none = 0;
+
+        atomic_compare_exchange_strong(&s->first_error, &none, error != 0 ? error : -1);
+        atomic_fetch_add(&s->failed, 1);
+    }
+    s->latency_us[m->index] = (float)(latency * 1e6);
+    give_back(m);                   /* m may be reused from here on */
+    atomic_fetch_add_explicit(&s->completed, 1, memory_order_release);
+}
+
+unsigned long bw_total(const struct bw_bench *b)
+{
+    return b->state->total;
+}
+
+bool bw_all_completed(const struct bw_bench *b)
+{
+    return atomic_load_explicit(&b->state->completed, memory_order_acquire) == b->state->total;
+}
+
+int bw_stop(struct bw_bench *b)
+{
+    struct bw_state *s = b->state;
+
+    for (unsigned r = 0; r < b->o.readers; r++)
+        pthread_join(s->readers[r].thread, NULL);
+    s->readers_started = false;
+    s->t1 = bw_now();
+    s->writes1 = bench_write_count();
+    s->mallocs1 = mallocs_now();
+    getrusage(RUSAGE_SELF, &s->ru1);
+    return 0;
+}
+
+long long bw_interposed_writes(const struct bw_bench *b)
+{
+    if (!bench_counting_available())
+        return -1;
+    return (long long)(b->state->writes1 - b->state->writes0);
+}
+
+/* The k-th smallest of v[0..n) (quickselect with Hoare's partition;
+ * reorders v). */
+static float select_kth(float *v, size_t n, size_t k)
+{
+    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)k;
+
+    while (lo < hi) {
+        float pivot = v[lo + (hi - lo) / 2];
+        ptrdiff_t i = lo - 1, j = hi + 1;
+
+        for (;;) {
+            float t;
+
+            do
+                i++;
+            while (v[i] < pivot);
+            do
+                j--;
+            while (v[j] > pivot);
+            if (i >= j)
+                break;
+            t = v[i];
+            v[i] = v[j];
+            v[j] = t;
+        }
+        if (want <= j)
+            hi = j;
+        else
+            lo = j + 1;
+    }
+    return v[want];
+}
+
+static double seconds(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void format_or_na(char *buf, size_t size, const char *fmt, double v, bool known)
+{
+    if (known)
+        snprintf(buf, size, fmt, v);
+    else
+        snprintf(buf, size, "na");
+}
+
+int bw_report(struct bw_bench *b, long long writes)
+{
+    struct bw_state *s = b->state;
+    double elapsed = s->t1 - s->t0, total = (double)s->total;
+    double cpu = seconds(s->ru1.ru_utime) + seconds(s->ru1.ru_stime)
+                 - seconds(s->ru0.ru_utime) - seconds(s->ru0.ru_stime);
+    unsigned long completed = atomic_load(&s->completed), failed = atomic_load(&s->failed);
+    char wpm[32], mpo[32];
+    float p50, p99;
+
+    if (failed != 0 || completed != s->total) {
+        int err = atomic_load(&s->first_error);
+
+        fprintf(stderr, "%s: FAILED: %lu of %lu writes completed, %lu failed (first: %s)\n",
+                b->name, completed, s->total, failed,
+                err > 0 ? strerror(err) : err < 0 ? "short write" : "none");
+        return 1;
+    }
+    p50 = select_kth(s->latency_us, s->total, (s->total - 1) / 2);
+    p99 = select_kth(s->latency_us, s->total, (size_t)((double)(s->total - 1) * 0.99));
+    format_or_na(wpm, sizeof(wpm), "%.4f", (double)writes / total, writes >= 0);
+    format_or_na(mpo, sizeof(mpo), "%.3f", (double)(s->mallocs1 - s->mallocs0) / total,
+                 bench_counting_available());
+    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld\n", b->name, total / elapsed,
+           total * (double)b->o.size / elapsed / 1e6, cpu, wpm, p50, p99, mpo, s->ru1.ru_maxrss);
+    fflush(stdout);
+    return 0;
+}
+
+int bw_skip(const char *name, const char *why)
+{
+    printf("%s skipped %s\n", name, why);
+    fflush(stdout);
+    return BW_EXIT_SKIP;
+}
+
+void bw_fini(struct bw_bench *b)
+{
+    struct bw_state *s = b->state;
+
+    if (s == NULL)
+        return;
+    if (s->readers_started)
+        for (unsigned r = 0; r < b->o.readers; r++)
+            pthread_join(s->readers[r].thread, NULL);
+    for (unsigned c = 0; s->rconns != NULL && b->write_fds != NULL && c < b->o.connections; c++) {
+        if (b->write_fds[c] >= 0)
+            close(b->write_fds[c]);
+        if (s->rconns[c].fd >= 0)
+            close(s->rconns[c].fd);
+        free(s->rconns[c].next_seq);
+    }
+    for (unsigned p = 0; s->producers != NULL && p < b->o.producers; p++) {
+        struct bw_producer *pr = &s->producers[p];
+
+        if (pr->bench != NULL) {
+            pthread_mutex_destroy(&pr->lock);
+            pthread_cond_destroy(&pr->freed);
+        }
+        free(pr->seq);
+        free(pr->msgs);
+        free(pr->free);
+        free(pr->buffers);
+    }
+    free(s->producers);
+    free(s->readers);
+    free(s->rconns);
+    free(s->latency_us);
+    free(s);
+    free(b->write_fds);
+    b->state = NULL;
+    b->write_fds = NULL;
+}

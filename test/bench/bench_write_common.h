@@ -1,0 +1,144 @@
+/*
+ * bench_write_common.h - the write workload that every bench_write*
+ * program runs, whichever library does the writing, so that only the
+ * library differs from one program to the next.
+ *
+ * C connections (AF_UNIX SOCK_STREAM socketpairs, or pipes with --pipes);
+ * P producer threads each submit M complete writes of S bytes, message i
+ * of producer p going to connection (p * C / P + i) % C; reader threads
+ * drain the other ends and verify every byte.  A message starts with a
+ * 16-byte header (producer id, connection, and a sequence number local to
+ * that connection and producer), then a byte pattern derived from it, so
+ * the readers check both the bytes and the order of each producer's
+ * messages on each connection.
+ *
+ * Each producer owns a pool of --window message buffers (by default 256,
+ * or 16 MiB if less): a buffer is
+ * reused once the handler of its write has run, so at most window
+ * messages per producer are in flight.  That bounds memory, gives every
+ * library the same back-pressure, and keeps submit-to-handler latency a
+ * measure of the pipeline rather than of an ever-growing backlog.
+ *
+ * Command line (the same for every program; a program ignores what it has
+ * no use for, e.g. --workers outside ioctx):
+ *   --connections C --producers P --size S --messages M (per producer)
+ *   --run-threads R --workers W --readers N --window K --pipes
+ *
+ * Each program prints one line on stdout:
+ *   NAME msgs_per_s MB_per_s cpu_s writes_per_msg p50_us p99_us mallocs_per_op peak_rss_kb
+ * ("na" where a number is unavailable), or "NAME skipped REASON" and
+ * exits 77 when the system refuses the library (io_uring in a sandbox).
+ */
+#ifndef IOCTX_BENCH_WRITE_COMMON_H
+#define IOCTX_BENCH_WRITE_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Exit status of a program whose library the system refuses (as in
+ * liburing's tests and ctest's SKIP_RETURN_CODE). */
+#define BW_EXIT_SKIP 77
+
+/* Bytes of the header at the start of every message. */
+#define BW_HEADER_SIZE 16
+
+struct bw_options {
+    unsigned connections;
+    unsigned producers;
+    unsigned run_threads;       /* threads running handlers, where the library has them */
+    unsigned workers;           /* ioctx's worker threads */
+    unsigned readers;           /* threads that drain and verify */
+    unsigned window;            /* messages in flight per producer */
+    unsigned long messages;     /* per producer */
+    size_t size;                /* bytes per message, header included */
+    bool pipes;                 /* pipes instead of socketpairs */
+};
+
+struct bw_producer;
+
+/* One message buffer of a producer's pool, handed to the library from
+ * submit until bw_complete(). */
+struct bw_msg {
+    struct bw_msg *next;        /* the implementation's to use while it holds the message */
+    struct bw_producer *owner;
+    unsigned conn;              /* index into bw_bench.write_fds */
+    unsigned slot;              /* unique over all pools: 0 .. producers * window - 1 */
+    unsigned long index;        /* unique over all messages of the run */
+    double submitted;           /* bw_now() just before the submit call */
+    unsigned char *data;
+    size_t size;
+};
+
+struct bw_state;
+
+struct bw_bench {
+    const char *name;
+    struct bw_options o;
+    int *write_fds;             /* o.connections write ends, in blocking mode */
+    struct bw_state *state;     /* the rest is private to bench_write_common.c */
+};
+
+/* Submits m (m->data, m->size bytes) to connection m->conn; the
+ * implementation calls bw_complete(m, ...) once the write is done. */
+typedef void (*bw_submit_fn)(void *impl, struct bw_msg *m);
+
+double bw_now(void);
+
+/* Parses the command line, ignores SIGPIPE, creates the connections,
+ * pools and latency records.  Returns 0, or the exit status to return
+ * (2 for a usage error, 1 for a failure), having said why. */
+int bw_init(struct bw_bench *b, const char *name, int argc, char **argv);
+
+/* Starts the readers, then the timed section (clock, CPU time, malloc and
+ * write counters). */
+int bw_start(struct bw_bench *b);
+
+/* Runs the P producers, each calling submit(impl, m) for its messages,
+ * and returns once all have submitted all (not once they completed). */
+int bw_produce(struct bw_bench *b, bw_submit_fn submit, void *impl);
+
+/* The completion handler's part: checks the result, records the
+ * submit-to-handler latency and gives the buffer back to its producer.
+ * Thread-safe. */
+void bw_complete(struct bw_msg *m, int error, size_t bytes);
+
+/* Messages in all, and whether every one has been completed. */
+unsigned long bw_total(const struct bw_bench *b);
+bool bw_all_completed(const struct bw_bench *b);
+
+/* Waits for the readers to have verified every byte, then ends the timed
+ * section. */
+int bw_stop(struct bw_bench *b);
+
+/* Write system calls made on the connections' write ends during the timed
+ * section, as counted by the interposer (bench_interpose.c); -1 where the
+ * build has none (sanitizer builds). */
+long long bw_interposed_writes(const struct bw_bench *b);
+
+/* Prints the result line.  writes: the write system calls (or
+ * submissions) made for the run, -1 if unknown.  Returns the exit status:
+ * 0, or 1 if a write failed or a byte was missing or wrong. */
+int bw_report(struct bw_bench *b, long long writes);
+
+/* Prints "NAME skipped WHY" and returns BW_EXIT_SKIP. */
+int bw_skip(const char *name, const char *why);
+
+/* Closes what is left and frees everything. */
+void bw_fini(struct bw_bench *b);
+
+/* The counting interposer (bench_interpose.c). */
+bool bench_counting_available(void);
+uint64_t bench_malloc_count(void);
+uint64_t bench_write_count(void);
+void bench_watch_fd(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IOCTX_BENCH_WRITE_COMMON_H */

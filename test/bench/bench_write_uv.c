@@ -1,0 +1,171 @@
+/*
+ * bench_write_uv.c - the write workload (bench_write_common.h) on libuv.
+ *
+ * libuv's loop is single-threaded, and uv_write() may only be called on
+ * the loop's thread: producers append their message to a mutex-protected
+ * queue and wake the loop with uv_async_send(); the loop thread takes the
+ * whole queue at once and calls uv_write() on each message's uv_pipe_t
+ * (uv_pipe_open() on the write end).  libuv keeps each stream's writes in
+ * order; the write callbacks, run on the loop thread, are the handlers.
+ * --run-threads and --workers do not apply.  writes_per_msg: the
+ * interposer's count of write system calls on the connections.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "bench_write_common.h"
+
+struct uv_bench {
+    struct bw_bench *bench;
+    uv_loop_t loop;
+    uv_async_t wakeup;
+    uv_pipe_t *pipes;
+    uv_write_t *reqs;               /* one per pool slot */
+    pthread_mutex_t lock;
+    struct bw_msg *head, *tail;     /* guarded by lock */
+};
+
+static void submit(void *impl, struct bw_msg *m)
+{
+    struct uv_bench *ub = impl;
+    int err;
+
+    m->next = NULL;
+    pthread_mutex_lock(&ub->lock);
+    if (ub->tail != NULL)
+        ub->tail->next = m;
+    else
+        ub->head = m;
+    ub->tail = m;
+    pthread_mutex_unlock(&ub->lock);
+    err = uv_async_send(&ub->wakeup);
+    if (err != 0) {
+        fprintf(stderr, "uv: uv_async_send: %s\n", uv_strerror(err));
+        exit(1);
+    }
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct bw_msg *m = req->data;
+    struct uv_bench *ub = req->handle->data;
+
+    bw_complete(m, status < 0 ? -status : 0, status < 0 ? 0 : m->size);
+    if (bw_all_completed(ub->bench))
+        uv_stop(&ub->loop);
+}
+
+static void on_wakeup(uv_async_t *async)
+{
+    struct uv_bench *ub = async->data;
+    struct bw_msg *m, *next;
+
+    pthread_mutex_lock(&ub->lock);
+    m = ub->head;
+    ub->head = ub->tail = NULL;
+    pthread_mutex_unlock(&ub->lock);
+    for (; m != NULL; m = next) {
+        uv_buf_t buf = uv_buf_init((char *)m->data, (unsigned)m->size);
+        uv_write_t *req = &ub->reqs[m->slot];
+        int err;
+
+        next = m->next;
+        req->data = m;
+        err = uv_write(req, (uv_stream_t *)&ub->pipes[m->conn], &buf, 1, on_written);
+        if (err != 0) {
+            fprintf(stderr, "uv: uv_write: %s\n", uv_strerror(err));
+            exit(1);
+        }
+    }
+}
+
+/* The loop thread: runs until the last write callback stops it.  The
+ * handles stay open until the producers are joined, since a producer may
+ * still be inside uv_async_send(). */
+static void *loop_main(void *arg)
+{
+    struct uv_bench *ub = arg;
+
+    uv_run(&ub->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int setup(struct bw_bench *b, struct uv_bench *ub)
+{
+    int err;
+
+    ub->bench = b;
+    ub->pipes = calloc(b->o.connections, sizeof(*ub->pipes));
+    ub->reqs = calloc((size_t)b->o.producers * b->o.window, sizeof(*ub->reqs));
+    if (ub->pipes == NULL || ub->reqs == NULL)
+        return 1;
+    err = uv_loop_init(&ub->loop);
+    if (err == 0)
+        err = uv_async_init(&ub->loop, &ub->wakeup, on_wakeup);
+    if (err != 0) {
+        fprintf(stderr, "uv: loop setup: %s\n", uv_strerror(err));
+        return 1;
+    }
+    ub->wakeup.data = ub;
+    for (unsigned c = 0; c < b->o.connections; c++) {
+        err = uv_pipe_init(&ub->loop, &ub->pipes[c], 0);
+        if (err == 0)
+            err = uv_pipe_open(&ub->pipes[c], b->write_fds[c]);
+        if (err != 0) {
+            fprintf(stderr, "uv: uv_pipe_open: %s\n", uv_strerror(err));
+            return 1;
+        }
+        ub->pipes[c].data = ub;
+        b->write_fds[c] = -1;       /* uv_close() closes it */
+    }
+    return 0;
+}
+
+/* Closes every handle (and so the write ends) and the loop. */
+static void teardown(struct uv_bench *ub, unsigned connections)
+{
+    if (ub->pipes == NULL || ub->wakeup.data == NULL)
+        return;
+    for (unsigned c = 0; c < connections; c++)
+        if (ub->pipes[c].data != NULL)
+            uv_close((uv_handle_t *)&ub->pipes[c], NULL);
+    uv_close((uv_handle_t *)&ub->wakeup, NULL);
+    uv_run(&ub->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&ub->loop);
+}
+
+int main(int argc, char **argv)
+{
+    struct bw_bench b;
+    struct uv_bench ub = { 0 };
+    pthread_t loop_thread;
+    int status;
+
+    pthread_mutex_init(&ub.lock, NULL);
+    status = bw_init(&b, "uv", argc, argv);
+    if (status == 0)
+        status = setup(&b, &ub);
+    if (status == 0)
+        status = bw_start(&b);
+    if (status != 0)
+        goto out;
+    if (pthread_create(&loop_thread, NULL, loop_main, &ub) != 0) {
+        fprintf(stderr, "uv: cannot start the loop thread\n");
+        exit(1);                    /* the readers wait for bytes that will not come */
+    }
+    bw_produce(&b, submit, &ub);
+    pthread_join(loop_thread, NULL);
+    bw_stop(&b);
+    status = bw_report(&b, bw_interposed_writes(&b));
+out:
+    teardown(&ub, b.o.connections);
+    free(ub.pipes);
+    free(ub.reqs);
+    pthread_mutex_destroy(&ub.lock);
+    bw_fini(&b);
+    return status;
+}
