@@ -244,16 +244,16 @@ void io_context_destroy(io_context *ctx)
     io__descriptors_shutdown(ctx);
     run_tasks(&r, SIZE_MAX, false);
     while (ctx->descriptors != NULL) {
-        io_descriptor *d = ctx->descriptors;
+        io_descriptor *d = io_container_of(ctx->descriptors, io_descriptor, member);
 
-        ctx->descriptors = d->next;
+        ctx->descriptors = d->member.next;
         io__descriptor_free(d);
     }
     io__workers_free(ctx);
     while (ctx->strands != NULL) {
-        io_strand *s = ctx->strands;
+        io_strand *s = io_container_of(ctx->strands, io_strand, member);
 
-        ctx->strands = s->next;
+        ctx->strands = s->member.next;
         io__strand_free(s);
     }
     io__handler_nodes_free(&ctx->spare_nodes.nodes);
@@ -359,26 +359,26 @@ void io__context_finish_work(io_context *ctx, size_t n)
     }
 }
 
-void io__context_adopt_descriptor(io_context *ctx, io_descriptor *d)
+void io__context_adopt(io_context *ctx, struct io_member **list, struct io_member *m)
 {
     pthread_mutex_lock(&ctx->lock);
-    d->prev = NULL;
-    d->next = ctx->descriptors;
-    if (ctx->descriptors != NULL)
-        ctx->descriptors->prev = d;
-    ctx->descriptors = d;
+    m->prev = NULL;
+    m->next = *list;
+    if (*list != NULL)
+        (*list)->prev = m;
+    *list = m;
     pthread_mutex_unlock(&ctx->lock);
 }
 
-void io__context_forget_descriptor(io_context *ctx, io_descriptor *d)
+void io__context_forget(io_context *ctx, struct io_member **list, struct io_member *m)
 {
     pthread_mutex_lock(&ctx->lock);
-    if (d->prev != NULL)
-        d->prev->next = d->next;
+    if (m->prev != NULL)
+        m->prev->next = m->next;
     else
-        ctx->descriptors = d->next;
-    if (d->next != NULL)
-        d->next->prev = d->prev;
+        *list = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
     pthread_mutex_unlock(&ctx->lock);
 }
 
@@ -392,27 +392,4 @@ void io__context_push_ready(io_context *ctx, struct io_task *t)
 bool io__context_is_stopped(io_context *ctx)
 {
     return atomic_load_explicit(&ctx->stopped, memory_order_acquire);
-}
-
-void io__context_adopt_strand(io_context *ctx, io_strand *s)
-{
-    pthread_mutex_lock(&ctx->lock);
-    s->prev = NULL;
-    s->next = ctx->strands;
-    if (ctx->strands != NULL)
-        ctx->strands->prev = s;
-    ctx->strands = s;
-    pthread_mutex_unlock(&ctx->lock);
-}
-
-void io__context_forget_strand(io_context *ctx, io_strand *s)
-{
-    pthread_mutex_lock(&ctx->lock);
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        ctx->strands = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-    pthread_mutex_unlock(&ctx->lock);
 }

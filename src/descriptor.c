@@ -111,7 +111,7 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
         err = errno;
         goto out_destroy_cond;
     }
-    io__context_adopt_descriptor(ctx, d);
+    io__context_adopt(ctx, &ctx->descriptors, &d->member);
     *out = d;
     return 0;
 
@@ -551,7 +551,7 @@ void io__write_op_complete(struct io_task *t, struct io_task_queue *spent)
 static void release_refs(io_descriptor *d, unsigned n)
 {
     if (atomic_fetch_sub(&d->refs, n) == n) {
-        io__context_forget_descriptor(d->ctx, d);
+        io__context_forget(d->ctx, &d->ctx->descriptors, &d->member);
         io__descriptor_free(d);
     }
 }
@@ -792,14 +792,15 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
 /* Rule 17, with the workers stopped: nothing else touches descriptors. */
 void io__descriptors_shutdown(io_context *ctx)
 {
-    io_descriptor *d, *next;
+    struct io_member *m, *next;
 
-    for (d = ctx->descriptors; d != NULL; d = next) {
+    for (m = ctx->descriptors; m != NULL; m = next) {
+        io_descriptor *d = io_container_of(m, io_descriptor, member);
         struct io_task_queue done = IO_TASK_QUEUE_INIT;
         bool was_scheduled;
         int fd = -1;
 
-        next = d->next;
+        next = m->next;
         pthread_mutex_lock(&d->lock);
         clear_in_flight_locked(d);
         cancel_pending_locked(d, &done);

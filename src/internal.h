@@ -88,6 +88,12 @@ struct io_handler_node *io__handler_node_get_locked(struct io_node_cache *cache,
 /* Frees every node of the queue. */
 void io__handler_nodes_free(struct io_task_queue *nodes);
 
+/* A link in one of the context's registries (every strand, every
+ * descriptor not yet freed), which context destroy walks; ctx->lock. */
+struct io_member {
+    struct io_member *prev, *next;
+};
+
 /*
  * The worker pool (worker.c): threads that write descriptors and wait in
  * poll() for the ones that would block.  Guarded by its own lock.
@@ -111,8 +117,8 @@ struct io_context {
     pthread_cond_t ready_cond;          /* run threads wait here for work */
     struct io_task_queue ready;         /* lock: handlers and strands */
     struct io_node_cache spare_nodes;   /* lock */
-    struct io_strand *strands;          /* lock: every strand not yet freed */
-    struct io_descriptor *descriptors;  /* lock: every descriptor not yet freed */
+    struct io_member *strands;          /* lock: every strand not yet freed */
+    struct io_member *descriptors;      /* lock: every descriptor not yet freed */
     unsigned idle_runners;              /* lock: threads in pthread_cond_wait */
     unsigned worker_threads;            /* from the options; set at create */
 
@@ -159,7 +165,7 @@ struct io_strand {
      * The strand is freed when the count reaches zero. */
     atomic_uint refs;
 
-    struct io_strand *prev, *next;      /* ctx->lock: ctx->strands */
+    struct io_member member;            /* ctx->lock: in ctx->strands */
 };
 
 /* What a descriptor is; it decides the system call (sendmsg for sockets)
@@ -227,7 +233,7 @@ struct io_descriptor {
     atomic_bool detach_pending;         /* = detaching, readable without lock */
     atomic_size_t queued_bytes;
     atomic_uint refs;                   /* user + ops + scheduled */
-    struct io_descriptor *prev, *next;  /* ctx->lock: ctx->descriptors */
+    struct io_member member;            /* ctx->lock: in ctx->descriptors */
 };
 
 /* descriptor.c */
@@ -277,12 +283,11 @@ void io__workers_wake_poller(io_context *ctx);
 /* context.c */
 void io__context_add_work(io_context *ctx, size_t n);
 void io__context_finish_work(io_context *ctx, size_t n);
-void io__context_adopt_descriptor(io_context *ctx, io_descriptor *d);
-void io__context_forget_descriptor(io_context *ctx, io_descriptor *d);
+/* Adds m to, or takes it out of, one of ctx's registries (list). */
+void io__context_adopt(io_context *ctx, struct io_member **list, struct io_member *m);
+void io__context_forget(io_context *ctx, struct io_member **list, struct io_member *m);
 void io__context_push_ready(io_context *ctx, struct io_task *t);
 bool io__context_is_stopped(io_context *ctx);
-void io__context_adopt_strand(io_context *ctx, io_strand *s);
-void io__context_forget_strand(io_context *ctx, io_strand *s);
 
 /* strand.c */
 

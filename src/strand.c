@@ -4,7 +4,7 @@
  * Data and locking:
  *   s->lock guards s->handlers (posted handlers and finished writes, in
  *   order), s->spare_nodes and s->scheduled.
- *   s->refs is atomic.  s->prev/s->next belong to ctx->lock (context.c).
+ *   s->refs is atomic.  s->member belongs to ctx->lock (context.c).
  *
  * A strand with handlers is "scheduled": it sits on the context's ready
  * queue, or is in the hands of the one run thread that took it from there.
@@ -54,7 +54,7 @@ int io_strand_create(io_context *ctx, io_strand **out)
         io__free(s);
         return err;
     }
-    io__context_adopt_strand(ctx, s);
+    io__context_adopt(ctx, &ctx->strands, &s->member);
     *out = s;
     return 0;
 }
@@ -74,7 +74,7 @@ void io__strand_retain(io_strand *s)
 void io__strand_release(io_strand *s)
 {
     if (atomic_fetch_sub(&s->refs, 1) == 1) {
-        io__context_forget_strand(s->ctx, s);
+        io__context_forget(s->ctx, &s->ctx->strands, &s->member);
         io__strand_free(s);
     }
 }
