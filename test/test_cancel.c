@@ -55,16 +55,6 @@ static size_t small_pipe(int fds[2])
     return (size_t)size;
 }
 
-static void wait_for_would_block(io_context *ctx)
-{
-    io_context_stats stats;
-
-    do {
-        sched_yield();
-        io_context_get_stats(ctx, &stats);
-    } while (stats.would_block == 0);
-}
-
 static int start(io_descriptor *d, bool write_all, const void *data, size_t len,
                  struct tu_result *r, io_cancel_signal *sig)
 {
@@ -207,7 +197,7 @@ START_TEST(busy_while_attached_free_after_completion)
 
         ck_assert_int_eq(io_descriptor_async_write(d, &iov, 1, reuse_in_handler, &r[0], sig), 0);
     }
-    wait_for_would_block(ctx);
+    tu_wait_unwritable(fds[1]);
     ck_assert_int_eq(start(d, true, "x", 1, &r[1], sig), EBUSY);
     ck_assert_int_eq(start(other, false, "y", 1, &r[2], sig), EBUSY);
     ck_assert_int_eq(start(other, true, "", 0, &r[3], sig), EBUSY);
@@ -315,7 +305,7 @@ START_TEST(terminal_and_partial_stop_a_started_write_with_its_bytes)
         d = new_descriptor(ctx, fds[1]);
         tu_results_init(&r, 1);
         ck_assert_int_eq(start(d, true, data, 16 * psz, &r, sig), 0);
-        wait_for_would_block(ctx);
+        tu_wait_unwritable(fds[1]);
         io_cancel_signal_emit(sig, k == 0 ? IO_CANCEL_TERMINAL : IO_CANCEL_PARTIAL);
         ck_assert_uint_eq(io_context_run(ctx), 1);
         tu_assert_result(&r, ECANCELED, psz);
@@ -357,7 +347,7 @@ START_TEST(total_cancels_only_a_write_with_no_byte_written)
     ck_assert_int_eq(start(d, true, data, len, &r[0], started), 0);
     ck_assert_int_eq(start(d, true, data + len, len, &r[1], waiting), 0);
     ck_assert_int_eq(start(d, true, data + 2 * len, len, &r[2], NULL), 0);
-    wait_for_would_block(ctx);
+    tu_wait_unwritable(fds[1]);
     io_cancel_signal_emit(started, IO_CANCEL_TOTAL);
     io_cancel_signal_emit(waiting, IO_CANCEL_TOTAL);
     ck_assert_uint_eq(io_context_run_one(ctx), 1);   /* the cancelled one, at once */

@@ -161,14 +161,6 @@ static io_context_stats stats_of(io_context *ctx)
     return st;
 }
 
-/* Spins until a worker's write returned EAGAIN, so that the test really
- * exercises the wait for writability (no sleep: get_stats is the probe). */
-static void wait_for_would_block(io_context *ctx)
-{
-    while (stats_of(ctx).would_block == 0)
-        sched_yield();
-}
-
 /* ------------------------------------------------------------------ */
 /* pipes, sockets, data                                                */
 /* ------------------------------------------------------------------ */
@@ -733,7 +725,7 @@ START_TEST(async_write_on_a_full_pipe_waits_for_the_reader)
     init_ops(&op, 1, NULL);
     total = split(iov, data, sizes, 3);
     ck_assert_int_eq(io_descriptor_async_write(d, iov, 3, on_write, &op, NULL), 0);
-    wait_for_would_block(ctx);
+    tu_wait_unwritable(fds[1]);
     ck_assert_int_eq(op_calls(&op), 0);
     start_reader(&r, fds[0], total, 0);
     ck_assert_uint_eq(run_marked(ctx), 1);
@@ -767,7 +759,7 @@ START_TEST(async_write_on_a_full_socket_waits_for_the_reader)
     init_ops(&op, 1, NULL);
     total = split(iov, data, sizes, 2);
     ck_assert_int_eq(io_descriptor_async_write(d, iov, 2, on_write, &op, NULL), 0);
-    wait_for_would_block(ctx);
+    tu_wait_unwritable(sv[0]);
     ck_assert_int_eq(op_calls(&op), 0);
     start_reader(&r, sv[1], total, 0);
     ck_assert_uint_eq(run_marked(ctx), 1);
@@ -808,7 +800,7 @@ START_TEST(async_write_some_writes_a_prefix_and_keeps_start_order)
     init_ops(ops, SOME_OPS, &log);
     for (int i = 0; i < SOME_OPS; i++)
         ck_assert_int_eq(write_some(d, data + i * chunk, chunk, &ops[i]), 0);
-    wait_for_would_block(ctx);
+    tu_wait_unwritable(fds[1]);
     start_reader(&r, fds[0], SOME_OPS * chunk, 0);
     ck_assert_uint_eq(run_marked(ctx), SOME_OPS);
     for (int i = 0; i < SOME_OPS; i++)
@@ -1326,15 +1318,14 @@ END_TEST
 
 /* Starts three async_writes of 16 pipe sizes each on a pipe nobody reads
  * and waits until they are stuck; op 0 has written what the pipe holds. */
-static unsigned char *start_stuck_writes(io_context *ctx, io_descriptor *d, struct op *ops,
-                                         size_t size, int n)
+static unsigned char *start_stuck_writes(io_descriptor *d, struct op *ops, size_t size, int n)
 {
     unsigned char *data = new_pattern(n * size, 7);
 
     init_ops(ops, n, NULL);
     for (int i = 0; i < n; i++)
         ck_assert_int_eq(write_all(d, data + i * size, size, &ops[i]), 0);
-    wait_for_would_block(ctx);
+    tu_wait_unwritable(io_descriptor_native_handle(d));
     return data;
 }
 
@@ -1356,7 +1347,7 @@ START_TEST(cancel_completes_pending_writes_with_ecanceled)
     got = malloc(3 * size);
     ck_assert_ptr_nonnull(got);
     d = new_descriptor(ctx, fds[1], NULL);
-    data = start_stuck_writes(ctx, d, ops, size, 3);
+    data = start_stuck_writes(d, ops, size, 3);
     queued = io_descriptor_queued_bytes(d);
     ck_assert_uint_ge(queued, 3 * size - psz);
     ck_assert_uint_lt(queued, 3 * size);
@@ -1413,7 +1404,7 @@ START_TEST(close_cancels_closes_and_fails_later_writes)
     got = malloc(2 * size);
     ck_assert_ptr_nonnull(got);
     d = new_descriptor(ctx, fds[1], NULL);
-    data = start_stuck_writes(ctx, d, ops, size, 2);
+    data = start_stuck_writes(d, ops, size, 2);
     ck_assert_int_eq(io_descriptor_close(d), 0);
     ck_assert_int_eq(io_descriptor_native_handle(d), -1);
     ck_assert(!io_descriptor_is_open(d));
@@ -1469,7 +1460,7 @@ START_TEST(release_restores_flags_and_hands_back_the_fd)
     ck_assert_int_eq(flags & O_NONBLOCK, 0);
     d = new_descriptor(ctx, fds[1], NULL);
     ck_assert(is_nonblocking(fds[1]));
-    data = start_stuck_writes(ctx, d, ops, size, 1);
+    data = start_stuck_writes(d, ops, size, 1);
 
     fd = io_descriptor_release(d);
     ck_assert_int_eq(fd, fds[1]);

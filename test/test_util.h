@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -114,6 +115,22 @@ static inline bool tu_wait_sleeping(pid_t tid, atomic_bool *gone)
         sched_yield();
     }
     return false;
+}
+
+/* Waits until fd (a pipe's write end or a socket) is no longer writable:
+ * a worker has filled its buffer and must now wait for POLLOUT, so the
+ * test exercises that wait.  The kernel's own answer is the probe, so it
+ * holds whether the worker saw EAGAIN or stopped after a short write. */
+static inline void tu_wait_unwritable(int fd)
+{
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+        ck_assert_int_ge(poll(&p, 1, 0), 0);
+        if ((p.revents & POLLOUT) == 0)
+            return;
+        sched_yield();
+    }
 }
 
 /* What a write handler saw, for suites that only need the outcome: how
