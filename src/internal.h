@@ -27,6 +27,7 @@
 #include "alloc.h"
 #include "ioctx.h"
 #include "task_queue.h"
+#include "spin.h"
 
 
 /* A posted handler.  One allocation per post, recycled through the free
@@ -107,6 +108,7 @@ struct io_workers {
     bool polling;                   /* lock: a worker is inside poll() */
     bool wake_pending;              /* lock: wake_fd written, not yet drained */
     bool stopping;                  /* lock */
+    struct io_spin_slot spin;       /* lock, except spin.pushes (spin.h) */
     int wake_fd;                    /* eventfd that interrupts poll() */
     unsigned count;                 /* threads running; set at start */
     pthread_t *threads;

@@ -4,16 +4,20 @@
  *
  * Data and locking (struct io_workers, in the context):
  *   w->lock guards the ready queue (descriptors owed a write turn), the
- *   parked queue (descriptors waiting for POLLOUT), and the flags idle,
- *   polling, wake_pending and stopping.  It is never held across a system
- *   call, nor together with any other lock.
+ *   parked queue (descriptors waiting for POLLOUT), the flags idle,
+ *   polling, wake_pending and stopping, and w->spin (but spin.pushes,
+ *   an atomic the watching worker reads without it).  It is never held
+ *   across a system call, nor together with any other lock.
  *
  * Leader/followers: at most one worker polls at a time, on every parked
- * descriptor plus an eventfd; the others wait on w->cond.  When poll()
+ * descriptor plus an eventfd, also when none is parked (an idle context
+ * has one worker in poll()); the others wait on w->cond.  When poll()
  * returns, the poller moves the writable descriptors to the ready queue
  * and wakes only as many followers as there is work for, so one writable
  * fd wakes one thread.  Work that arrives while every free worker is in
- * poll() writes the eventfd, once until the poller drains it.
+ * poll() writes the eventfd, once until the poller drains it.  Before it
+ * polls or waits, a worker that ran out of work watches for more for a few
+ * microseconds (spin.h); work pushed meanwhile wakes no one.
  *
  * A descriptor is in at most one queue, and only while d->scheduled; the
  * worker that pops it from the ready queue owns it for one turn
@@ -34,12 +38,33 @@
  * cannot starve descriptors waiting for POLLOUT. */
 #define IO_TURNS_BETWEEN_POLLS 8
 
-/* A worker's poll() arrays: the eventfd first, then one per descriptor. */
+/* A worker's poll() arrays, on its stack while they fit (so an idle
+ * worker can always poll the eventfd, even with no memory left): the
+ * eventfd first, then one per parked descriptor. */
+#define IO_POLL_SET_INLINE 64
+
 struct poll_set {
     struct pollfd *fds;
     io_descriptor **descriptors;
     size_t capacity;
+    struct pollfd inline_fds[IO_POLL_SET_INLINE];
+    io_descriptor *inline_descriptors[IO_POLL_SET_INLINE];
 };
+
+static void poll_set_init(struct poll_set *ps)
+{
+    ps->fds = ps->inline_fds;
+    ps->descriptors = ps->inline_descriptors;
+    ps->capacity = IO_POLL_SET_INLINE;
+}
+
+static void poll_set_free(struct poll_set *ps)
+{
+    if (ps->fds != ps->inline_fds) {
+        io__free(ps->fds);
+        io__free(ps->descriptors);
+    }
+}
 
 static io_descriptor *descriptor_of(struct io_task *t)
 {
@@ -70,8 +95,7 @@ static bool poll_set_reserve(struct poll_set *ps, size_t n)
         io__free(descriptors);
         return false;
     }
-    io__free(ps->fds);
-    io__free(ps->descriptors);
+    poll_set_free(ps);
     ps->fds = fds;
     ps->descriptors = descriptors;
     ps->capacity = n;
@@ -153,16 +177,34 @@ static void *worker_main(void *arg)
     io_context *ctx = arg;
     struct io_workers *w = &ctx->workers;
     struct iovec scratch[IOV_MAX];
-    struct poll_set ps = { NULL, NULL, 0 };
+    struct poll_set ps;
+    struct io_spinner spinner = { 0, 0, 0 };
     unsigned turns_since_poll = 0;
+    bool watched = false;
     struct io_task *t;
 
+    poll_set_init(&ps);
     pthread_mutex_lock(&w->lock);
     while (!w->stopping) {
         bool nothing_ready = io_task_queue_is_empty(&w->ready);
 
-        if (!w->polling && !io_task_queue_is_empty(&w->parked)
-            && (nothing_ready || turns_since_poll >= IO_TURNS_BETWEEN_POLLS)) {
+        if (nothing_ready && !watched && io_spin_begin(&w->spin, &spinner)) {
+            pthread_mutex_unlock(&w->lock);
+            io_spin_watch(&w->spin, &spinner, NULL);
+            pthread_mutex_lock(&w->lock);
+            io_spin_end(&w->spin, &spinner);
+            watched = true;
+            continue;
+        }
+        watched = false;
+
+        /* With nothing to write, the leader waits in poll() even when no
+         * descriptor is parked (rule 20: workers block in poll(); new work
+         * comes through the eventfd). */
+        if (!w->polling
+            && (nothing_ready
+                || (!io_task_queue_is_empty(&w->parked)
+                    && turns_since_poll >= IO_TURNS_BETWEEN_POLLS))) {
             poll_parked_locked(w, &ps, nothing_ready ? -1 : 0);
             turns_since_poll = 0;
             continue;
@@ -180,8 +222,7 @@ static void *worker_main(void *arg)
         w->idle--;
     }
     pthread_mutex_unlock(&w->lock);
-    io__free(ps.fds);
-    io__free(ps.descriptors);
+    poll_set_free(&ps);
     return NULL;
 }
 
@@ -202,6 +243,7 @@ int io__workers_start(io_context *ctx, unsigned count)
         .parked = IO_TASK_QUEUE_INIT,
         .wake_fd = -1,
     };
+    io_spin_slot_init(&w->spin);
     w->threads = io__alloc(count * sizeof(*w->threads));
     if (w->threads == NULL)
         return ENOMEM;
@@ -283,7 +325,9 @@ void io__workers_schedule(io_context *ctx, io_descriptor *d)
 
     pthread_mutex_lock(&w->lock);
     io_task_queue_push(&w->ready, &d->worker_link);
-    if (w->idle > 0)
+    if (io_spin_slot_pushed(&w->spin))
+        ;   /* a worker watching for work takes it: no wake-up */
+    else if (w->idle > 0)
         pthread_cond_signal(&w->cond);
     else
         wake = poller_needs_wake_locked(w);

@@ -1,8 +1,9 @@
 /*
- * test_context.c - io_context: rules 1, 4, 5, 6, 7, 13 and the handler half
- * of rule 17, as a user sees them (return values, counts, which thread a
+ * test_context.c - io_context: rules 1, 4, 5, 6, 7, 13, the worker threads
+ * of rule 20, and the handler half of rule 17, as a user sees them (return values, counts, which thread a
  * handler ran on, how often it ran).
  */
+#include <dirent.h>
 #include <errno.h>
 
 #include "alloc.h"
@@ -699,6 +700,62 @@ START_TEST(get_stats_is_safe_while_running)
 }
 END_TEST
 
+/* Counts the threads of this process, and in *in_poll those blocked in
+ * poll() or ppoll() (the first field of /proc/self/task/TID/syscall is the
+ * number of the system call a blocked thread is in). */
+static int count_threads(int *in_poll)
+{
+    struct dirent *e;
+    int threads = 0;
+    DIR *dir = opendir("/proc/self/task");
+
+    ck_assert_ptr_nonnull(dir);
+    *in_poll = 0;
+    while ((e = readdir(dir)) != NULL) {
+        char path[300];
+        long nr = -1;
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        threads++;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;       /* the thread has just exited */
+        if (fscanf(f, "%ld", &nr) == 1 && (nr == SYS_ppoll
+#ifdef SYS_poll
+                                           || nr == SYS_poll
+#endif
+                                           ))
+            (*in_poll)++;
+        fclose(f);
+    }
+    closedir(dir);
+    return threads;
+}
+
+/* Rule 20: worker_threads threads, and an idle context waits in poll()
+ * (on the wake-up fd), not on a condition variable.  Leader/followers: one
+ * worker polls, the others wait for it to hand over. */
+START_TEST(idle_workers_wait_in_poll)
+{
+    io_context_options opts = { .worker_threads = 3 };
+    int with_workers, in_poll;
+    io_context *ctx;
+
+    /* Counted against the threads left after destroy: a sanitizer may
+     * start a thread of its own at the first pthread_create. */
+    ck_assert_int_eq(io_context_create(&ctx, &opts), 0);
+    while ((with_workers = count_threads(&in_poll)) > 0 && in_poll == 0)
+        sched_yield();      /* a worker may still be on its way to poll() */
+    ck_assert_int_eq(in_poll, 1);
+    io_context_destroy(ctx);
+    ck_assert_int_eq(with_workers - count_threads(&in_poll), 3);
+    ck_assert_int_eq(in_poll, 0);
+}
+END_TEST
+
 static Suite *context_suite(void)
 {
     Suite *s = suite_create("context");
@@ -730,6 +787,7 @@ static Suite *context_suite(void)
     tc = tu_tcase(s, "concurrency");
     tcase_add_test(tc, concurrent_posts_and_runs_run_each_handler_once);
     tcase_add_test(tc, get_stats_is_safe_while_running);
+    tcase_add_test(tc, idle_workers_wait_in_poll);
 
     tc = tu_tcase(s, "shutdown");
     tcase_add_test(tc, destroy_runs_queued_handlers_and_what_they_post);

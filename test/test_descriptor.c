@@ -1326,6 +1326,10 @@ static unsigned char *start_stuck_writes(io_descriptor *d, struct op *ops, size_
     for (int i = 0; i < n; i++)
         ck_assert_int_eq(write_all(d, data + i * size, size, &ops[i]), 0);
     tu_wait_unwritable(io_descriptor_native_handle(d));
+    /* The pipe fills during the worker's call; the call has returned once
+     * the library counts the bytes as written. */
+    while (io_descriptor_queued_bytes(d) == (size_t)n * size)
+        sched_yield();
     return data;
 }
 
