@@ -30,6 +30,17 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+/* The version of this header.  io_version() returns the library's, which
+ * differs when a program runs against another build than it was compiled
+ * with.  These three lines are the only place the version is written: the
+ * build reads them (CMakeLists.txt) for the package and the SONAME. */
+#define IOCTX_VERSION_MAJOR 0
+#define IOCTX_VERSION_MINOR 1
+#define IOCTX_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH: 0.1.0 is 100, 1.2.3 is 10203. */
+#define IOCTX_VERSION \
+    (IOCTX_VERSION_MAJOR * 10000u + IOCTX_VERSION_MINOR * 100u + IOCTX_VERSION_PATCH)
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -78,6 +89,19 @@ static inline struct iovec io_buffer(const void *data, size_t size)
     iov.iov_len = size;
     return iov;
 }
+
+/* ------------------------------------------------------------------ */
+/* version                                                             */
+/* ------------------------------------------------------------------ */
+
+/* The version of the library this program runs with, encoded as
+ * IOCTX_VERSION is; compare the two to tell header and library apart.
+ * Thread-safe.  (libuv: uv_version().) */
+unsigned    io_version(void);
+
+/* The same version as "MAJOR.MINOR.PATCH", a static string.  Thread-safe.
+ * (libuv: uv_version_string().) */
+const char *io_version_string(void);
 
 /* ------------------------------------------------------------------ */
 /* context                                                             */
