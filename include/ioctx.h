@@ -41,6 +41,15 @@
 #define IOCTX_VERSION \
     (IOCTX_VERSION_MAJOR * 10000u + IOCTX_VERSION_MINOR * 100u + IOCTX_VERSION_PATCH)
 
+/* Marks what libioctx.so exports: the library is compiled with
+ * -fvisibility=hidden, so its internal io__ functions stay inside it and
+ * the ABI is exactly the functions declared here. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define IOCTX_API __attribute__((visibility("default")))
+#else
+#define IOCTX_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -97,11 +106,11 @@ static inline struct iovec io_buffer(const void *data, size_t size)
 /* The version of the library this program runs with, encoded as
  * IOCTX_VERSION is; compare the two to tell header and library apart.
  * Thread-safe.  (libuv: uv_version().) */
-unsigned    io_version(void);
+IOCTX_API unsigned io_version(void);
 
 /* The same version as "MAJOR.MINOR.PATCH", a static string.  Thread-safe.
  * (libuv: uv_version_string().) */
-const char *io_version_string(void);
+IOCTX_API const char *io_version_string(void);
 
 /* ------------------------------------------------------------------ */
 /* context                                                             */
@@ -113,7 +122,7 @@ const char *io_version_string(void);
  * the errno of a failed thread or wake-up fd creation; nothing is leaked
  * on failure.
  */
-int    io_context_create(io_context **out, const io_context_options *opts);
+IOCTX_API int    io_context_create(io_context **out, const io_context_options *opts);
 
 /*
  * Shuts the context down: stops the workers, completes every pending
@@ -123,7 +132,7 @@ int    io_context_create(io_context **out, const io_context_options *opts);
  * fds are closed.  Must not race with any other call on ctx, and must not
  * be called from a handler of ctx.  NULL is ignored.
  */
-void   io_context_destroy(io_context *ctx);
+IOCTX_API void   io_context_destroy(io_context *ctx);
 
 /*
  * Runs handlers until the context is stopped or has no work left (no
@@ -133,25 +142,25 @@ void   io_context_destroy(io_context *ctx);
  * stopped.  May be called from many threads at once.  Returns the number
  * of handlers this call ran (0 for NULL).
  */
-size_t io_context_run(io_context *ctx);
+IOCTX_API size_t io_context_run(io_context *ctx);
 
 /*
  * Like io_context_run(), but runs at most one handler: blocks until one is
  * ready, the context is stopped, or no work is left.  Returns 0 or 1.
  */
-size_t io_context_run_one(io_context *ctx);
+IOCTX_API size_t io_context_run_one(io_context *ctx);
 
 /*
  * Runs every handler that is ready, without blocking, until none is ready
  * or the context is stopped.  Returns the number run.  Stops the context
  * if it has no work left, as run does.
  */
-size_t io_context_poll(io_context *ctx);
+IOCTX_API size_t io_context_poll(io_context *ctx);
 
 /*
  * Runs at most one ready handler without blocking.  Returns 0 or 1.
  */
-size_t io_context_poll_one(io_context *ctx);
+IOCTX_API size_t io_context_poll_one(io_context *ctx);
 
 /*
  * Stops the context: every run and poll call returns as soon as its
@@ -159,24 +168,24 @@ size_t io_context_poll_one(io_context *ctx);
  * Workers keep performing pending writes; their completions wait in the
  * queue.  Thread-safe; may be called from a handler.  NULL is ignored.
  */
-void   io_context_stop(io_context *ctx);
+IOCTX_API void   io_context_stop(io_context *ctx);
 
 /* True once the context is stopped (by io_context_stop() or by a run that
  * found no work left), until io_context_restart().  False for NULL. */
-bool   io_context_stopped(io_context *ctx);
+IOCTX_API bool   io_context_stopped(io_context *ctx);
 
 /*
  * Clears the stopped state so that run and poll may be called again.  Call
  * it only when no thread is inside run or poll of ctx.  NULL is ignored.
  */
-void   io_context_restart(io_context *ctx);
+IOCTX_API void   io_context_restart(io_context *ctx);
 
 /*
  * Counts one unit of outstanding work that keeps io_context_run() from
  * returning for lack of work (Asio's executor_work_guard).  Pair each call
  * with io_context_work_finished(), from any thread.  NULL is ignored.
  */
-void   io_context_work_started(io_context *ctx);
+IOCTX_API void   io_context_work_started(io_context *ctx);
 
 /*
  * Ends one unit of work counted by io_context_work_started().  When no
@@ -186,21 +195,21 @@ void   io_context_work_started(io_context *ctx);
  * for restart, or runs in destroy): keep a work_started outstanding for
  * as long as other threads may post.  NULL is ignored.
  */
-void   io_context_work_finished(io_context *ctx);
+IOCTX_API void   io_context_work_finished(io_context *ctx);
 
 /*
  * Queues fn(arg) to run on a thread inside run/poll, never inside this
  * call.  Returns 0, EINVAL (ctx or fn is NULL) or ENOMEM.  Thread-safe,
  * also from handlers.
  */
-int    io_context_post(io_context *ctx, io_handler fn, void *arg);
+IOCTX_API int    io_context_post(io_context *ctx, io_handler fn, void *arg);
 
 /*
  * Copies a snapshot of the context's counters into *out.  Each counter is
  * read atomically; the set is not one atomic snapshot while threads run.
  * Does nothing if ctx or out is NULL.
  */
-void   io_context_get_stats(io_context *ctx, io_context_stats *out);
+IOCTX_API void   io_context_get_stats(io_context *ctx, io_context_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* strand                                                              */
@@ -211,7 +220,7 @@ void   io_context_get_stats(io_context *ctx, io_context_stats *out);
  * concurrently and run in the order they were posted; different strands
  * run in parallel.  Returns 0, EINVAL or ENOMEM.
  */
-int    io_strand_create(io_context *ctx, io_strand **out);
+IOCTX_API int    io_strand_create(io_context *ctx, io_strand **out);
 
 /*
  * Drops the caller's handle.  Handlers already posted still run, in order;
@@ -220,18 +229,18 @@ int    io_strand_create(io_context *ctx, io_strand **out);
  * own handlers.  Must not race with other calls on this strand.  NULL is
  * ignored.
  */
-void   io_strand_destroy(io_strand *strand);
+IOCTX_API void   io_strand_destroy(io_strand *strand);
 
 /*
  * Queues fn(arg) on the strand; it runs on a thread inside run/poll, after
  * every handler posted to the strand before it, and never inside this
  * call.  Returns 0, EINVAL (strand or fn is NULL) or ENOMEM.
  */
-int    io_strand_post(io_strand *strand, io_handler fn, void *arg);
+IOCTX_API int    io_strand_post(io_strand *strand, io_handler fn, void *arg);
 
 /* True exactly when the calling thread is running one of the strand's
  * handlers.  False for NULL. */
-bool   io_strand_running_in_this_thread(const io_strand *strand);
+IOCTX_API bool   io_strand_running_in_this_thread(const io_strand *strand);
 
 /* ------------------------------------------------------------------ */
 /* descriptor                                                          */
@@ -245,13 +254,13 @@ bool   io_strand_running_in_this_thread(const io_strand *strand);
  * socket with sendmsg(MSG_NOSIGNAL), anything else with writev; SIGPIPE
  * is never raised.  Returns 0, EINVAL, EBADF (fd is not open) or ENOMEM.
  */
-int    io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out);
+IOCTX_API int    io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out);
 
 /* The fd, or -1 once closed or released (or for NULL). */
-int    io_descriptor_native_handle(const io_descriptor *d);
+IOCTX_API int    io_descriptor_native_handle(const io_descriptor *d);
 
 /* True until the descriptor is closed, released or destroyed. */
-bool   io_descriptor_is_open(const io_descriptor *d);
+IOCTX_API bool   io_descriptor_is_open(const io_descriptor *d);
 
 /*
  * Starts one write of the count buffers (the iovec array is copied, the
@@ -264,9 +273,9 @@ bool   io_descriptor_is_open(const io_descriptor *d);
  * pending operation).  The handler runs on the descriptor's strand.
  * cancel may be NULL; it supports all three cancellation types.
  */
-int    io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs, size_t count,
-                                      io_write_handler handler, void *arg,
-                                      io_cancel_signal *cancel /* may be NULL */);
+IOCTX_API int    io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs, size_t count,
+                                                io_write_handler handler, void *arg,
+                                                io_cancel_signal *cancel /* may be NULL */);
 
 /*
  * Starts a write of every byte of the count buffers, or fails.  Once its
@@ -276,13 +285,13 @@ int    io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs
  * supports IO_CANCEL_TERMINAL and IO_CANCEL_PARTIAL always, and
  * IO_CANCEL_TOTAL before the first byte is written.
  */
-int    io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t count,
-                                 io_write_handler handler, void *arg,
-                                 io_cancel_signal *cancel /* may be NULL */);
+IOCTX_API int    io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t count,
+                                           io_write_handler handler, void *arg,
+                                           io_cancel_signal *cancel /* may be NULL */);
 
 /* Bytes of the descriptor's pending operations not yet written (0 for
  * NULL).  A snapshot: it may change as soon as it is returned. */
-size_t io_descriptor_queued_bytes(const io_descriptor *d);
+IOCTX_API size_t io_descriptor_queued_bytes(const io_descriptor *d);
 
 /*
  * Completes every pending operation with ECANCELED (bytes 0, or the bytes
@@ -291,7 +300,7 @@ size_t io_descriptor_queued_bytes(const io_descriptor *d);
  * ECANCELED and its bytes so far, or normally if the call finished it.
  * Returns 0, EINVAL, or EBADF once closed or released (as Asio).
  */
-int    io_descriptor_cancel(io_descriptor *d);
+IOCTX_API int    io_descriptor_cancel(io_descriptor *d);
 
 /*
  * Cancels as io_descriptor_cancel() does, then closes the fd.  When a
@@ -301,7 +310,7 @@ int    io_descriptor_cancel(io_descriptor *d);
  * Later operations complete with EBADF.  Returns 0, EINVAL, or EBADF if
  * already closed or released.
  */
-int    io_descriptor_close(io_descriptor *d);
+IOCTX_API int    io_descriptor_close(io_descriptor *d);
 
 /*
  * Cancels as io_descriptor_cancel() does, restores the file status flags
@@ -309,7 +318,7 @@ int    io_descriptor_close(io_descriptor *d);
  * it.  Returns -1 with errno set (EINVAL, or EBADF if already closed or
  * released).  Later operations complete with EBADF.
  */
-int    io_descriptor_release(io_descriptor *d);
+IOCTX_API int    io_descriptor_release(io_descriptor *d);
 
 /*
  * Closes the descriptor if still open and drops the caller's handle; its
@@ -317,7 +326,7 @@ int    io_descriptor_release(io_descriptor *d);
  * of its own handlers.  Must not race with other calls on d.  NULL is
  * ignored.
  */
-void   io_descriptor_destroy(io_descriptor *d);
+IOCTX_API void   io_descriptor_destroy(io_descriptor *d);
 
 /* ------------------------------------------------------------------ */
 /* per-operation cancellation                                          */
@@ -328,11 +337,11 @@ void   io_descriptor_destroy(io_descriptor *d);
  * detaches when that operation completes and may then be reused.  Returns
  * 0, EINVAL or ENOMEM.
  */
-int    io_cancel_signal_create(io_cancel_signal **out);
+IOCTX_API int    io_cancel_signal_create(io_cancel_signal **out);
 
 /* Frees a signal that is attached to no pending operation.  NULL is
  * ignored. */
-void   io_cancel_signal_destroy(io_cancel_signal *sig);
+IOCTX_API void   io_cancel_signal_destroy(io_cancel_signal *sig);
 
 /*
  * Requests cancellation of the operation the signal is attached to, with
@@ -341,7 +350,7 @@ void   io_cancel_signal_destroy(io_cancel_signal *sig);
  * handlers and while a worker writes the operation; never completes an
  * operation twice.
  */
-void   io_cancel_signal_emit(io_cancel_signal *sig, unsigned type);
+IOCTX_API void   io_cancel_signal_emit(io_cancel_signal *sig, unsigned type);
 
 #ifdef __cplusplus
 }
