@@ -22,9 +22,11 @@ int main(void)
 
     if (pipe(fds) != 0 || io_context_create(&ctx, NULL) != 0
         || io_strand_create(ctx, &strand) != 0
-        || io_descriptor_create(ctx, fds[1], strand, &out) != 0
-        || io_descriptor_async_write(out, &iov, 1, written, &sent, NULL) != 0)
-        return 1;                     /* async_write returned at once; a worker writes */
+        || io_descriptor_create(ctx, fds[1], strand, &out) != 0)
+        return 1;
+    /* Returns at once; a worker thread makes the writev(). */
+    if (io_descriptor_async_write(out, &iov, 1, written, &sent, NULL) != 0)
+        return 1;
     io_context_run(ctx);              /* runs written() on the strand; returns when idle */
     io_context_destroy(ctx);          /* destroys strand and out too: closes fds[1] */
     if (read(fds[0], got, sizeof(got)) != (ssize_t)strlen(msg) || strcmp(got, msg) != 0
