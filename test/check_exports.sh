@@ -15,8 +15,10 @@ trap 'rm -rf "$tmp"' EXIT
 sed -n 's/^\(IOCTX_API[ ]\{1,\}\)\{0,1\}\(const[ ]\{1,\}\)\{0,1\}[a-z_][a-z0-9_]*[ *]\{1,\}\(io_[a-z0-9_]*\)(.*/\3/p' \
     "$header" | sort -u >"$tmp/declared"
 
-# Linker-defined symbols that older GNU ld put in the dynamic table of
-# every shared object; Debian 12's binutils adds none, so none are ours.
+# The filter drops linker-defined symbols that some linkers (older GNU
+# ld) put in the dynamic table of every shared object: not ours to
+# declare.  Debian 12's binutils and LLVM's nm show none of them.  (grep
+# exits 1 when nothing is left; the comparison below reports that.)
 "$nm" -D --defined-only "$lib" | awk 'NF >= 3 { print $3 }' | sed 's/@.*//' \
     | grep -v -x -e _init -e _fini -e _edata -e _end -e __bss_start \
     | sort -u >"$tmp/exported" || true
