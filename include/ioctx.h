@@ -8,6 +8,10 @@
  * io_context_run() (or run_one/poll/poll_one), never inside the call that
  * started the operation.
  *
+ * Each function's comment says what it does, its errors, its
+ * thread-safety, where its handler runs, and ends with its Asio
+ * counterpart ("Asio: ...").
+ *
  * Conventions shared by every function below:
  *   - Functions returning int return 0 on success or a positive errno value
  *     (EINVAL for a NULL object, NULL handler, or NULL bufs with count > 0;
@@ -29,6 +33,26 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+
+/* The version of this header.  io_version() returns the library's, which
+ * differs when a program runs against another build than it was compiled
+ * with.  These three lines are the only place the version is written: the
+ * build reads them (CMakeLists.txt) for the package and the SONAME. */
+#define IOCTX_VERSION_MAJOR 0
+#define IOCTX_VERSION_MINOR 1
+#define IOCTX_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH: 0.1.0 is 100, 1.2.3 is 10203. */
+#define IOCTX_VERSION \
+    (IOCTX_VERSION_MAJOR * 10000u + IOCTX_VERSION_MINOR * 100u + IOCTX_VERSION_PATCH)
+
+/* Marks what libioctx.so exports: the library is compiled with
+ * -fvisibility=hidden, so its internal io__ functions stay inside it and
+ * the ABI is exactly the functions declared here. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define IOCTX_API __attribute__((visibility("default")))
+#else
+#define IOCTX_API
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +104,19 @@ static inline struct iovec io_buffer(const void *data, size_t size)
 }
 
 /* ------------------------------------------------------------------ */
+/* version                                                             */
+/* ------------------------------------------------------------------ */
+
+/* The version of the library this program runs with, encoded as
+ * IOCTX_VERSION is; compare the two to tell header and library apart.
+ * Thread-safe.  Asio: none (libuv: uv_version()). */
+IOCTX_API unsigned io_version(void);
+
+/* The same version as "MAJOR.MINOR.PATCH", a static string.  Thread-safe.
+ * Asio: none (libuv: uv_version_string()). */
+IOCTX_API const char *io_version_string(void);
+
+/* ------------------------------------------------------------------ */
 /* context                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -87,9 +124,10 @@ static inline struct iovec io_buffer(const void *data, size_t size)
  * Creates a context and starts its worker threads (opts may be NULL: one
  * worker).  Returns 0 and sets *out, or EINVAL (out is NULL), ENOMEM, or
  * the errno of a failed thread or wake-up fd creation; nothing is leaked
- * on failure.
+ * on failure.  Thread-safe.  Asio: constructing an io_context (whose run
+ * threads also do the I/O; here only the workers write).
  */
-int    io_context_create(io_context **out, const io_context_options *opts);
+IOCTX_API int    io_context_create(io_context **out, const io_context_options *opts);
 
 /*
  * Shuts the context down: stops the workers, completes every pending
@@ -97,62 +135,71 @@ int    io_context_create(io_context **out, const io_context_options *opts);
  * handler those post) on the calling thread before it frees anything.
  * Strands and descriptors not yet destroyed are destroyed with it; their
  * fds are closed.  Must not race with any other call on ctx, and must not
- * be called from a handler of ctx.  NULL is ignored.
+ * be called from a handler of ctx.  NULL is ignored.  Asio:
+ * io_context::~io_context(), which destroys pending handlers without
+ * calling them; here each runs once.
  */
-void   io_context_destroy(io_context *ctx);
+IOCTX_API void   io_context_destroy(io_context *ctx);
 
 /*
- * Runs handlers until the context is stopped or has no work left (no
- * pending operation, no queued or running handler, no outstanding
- * io_context_work_started()); blocks while there is work but nothing is
- * ready.  A return because no work is left also leaves the context
- * stopped.  May be called from many threads at once.  Returns the number
- * of handlers this call ran (0 for NULL).
+ * Runs handlers on the calling thread until the context is stopped or has
+ * no work left (no pending operation, no queued or running handler, no
+ * outstanding io_context_work_started()); blocks while there is work but
+ * nothing is ready.  A return because no work is left also leaves the
+ * context stopped.  May be called from many threads at once.  Returns the
+ * number of handlers this call ran (0 for NULL).  Asio: io_context::run().
  */
-size_t io_context_run(io_context *ctx);
+IOCTX_API size_t io_context_run(io_context *ctx);
 
 /*
  * Like io_context_run(), but runs at most one handler: blocks until one is
  * ready, the context is stopped, or no work is left.  Returns 0 or 1.
+ * Asio: io_context::run_one().
  */
-size_t io_context_run_one(io_context *ctx);
+IOCTX_API size_t io_context_run_one(io_context *ctx);
 
 /*
- * Runs every handler that is ready, without blocking, until none is ready
- * or the context is stopped.  Returns the number run.  Stops the context
- * if it has no work left, as run does.
+ * Runs every handler that is ready, on the calling thread and without
+ * blocking, until none is ready or the context is stopped.  Returns the
+ * number run.  Stops the context if it has no work left, as run does.
+ * Thread-safe.  Asio: io_context::poll().
  */
-size_t io_context_poll(io_context *ctx);
+IOCTX_API size_t io_context_poll(io_context *ctx);
 
 /*
  * Runs at most one ready handler without blocking.  Returns 0 or 1.
+ * Thread-safe.  Asio: io_context::poll_one().
  */
-size_t io_context_poll_one(io_context *ctx);
+IOCTX_API size_t io_context_poll_one(io_context *ctx);
 
 /*
  * Stops the context: every run and poll call returns as soon as its
  * current handler returns, and threads blocked in run wake at once.
  * Workers keep performing pending writes; their completions wait in the
  * queue.  Thread-safe; may be called from a handler.  NULL is ignored.
+ * Asio: io_context::stop().
  */
-void   io_context_stop(io_context *ctx);
+IOCTX_API void   io_context_stop(io_context *ctx);
 
 /* True once the context is stopped (by io_context_stop() or by a run that
- * found no work left), until io_context_restart().  False for NULL. */
-bool   io_context_stopped(io_context *ctx);
+ * found no work left), until io_context_restart().  False for NULL.
+ * Thread-safe.  Asio: io_context::stopped(). */
+IOCTX_API bool   io_context_stopped(io_context *ctx);
 
 /*
  * Clears the stopped state so that run and poll may be called again.  Call
  * it only when no thread is inside run or poll of ctx.  NULL is ignored.
+ * Asio: io_context::restart().
  */
-void   io_context_restart(io_context *ctx);
+IOCTX_API void   io_context_restart(io_context *ctx);
 
 /*
  * Counts one unit of outstanding work that keeps io_context_run() from
- * returning for lack of work (Asio's executor_work_guard).  Pair each call
- * with io_context_work_finished(), from any thread.  NULL is ignored.
+ * returning for lack of work.  Pair each call with
+ * io_context_work_finished(), from any thread.  NULL is ignored.  Asio:
+ * creating an executor_work_guard (make_work_guard(ctx)).
  */
-void   io_context_work_started(io_context *ctx);
+IOCTX_API void   io_context_work_started(io_context *ctx);
 
 /*
  * Ends one unit of work counted by io_context_work_started().  When no
@@ -160,23 +207,24 @@ void   io_context_work_started(io_context *ctx);
  * As in Asio, a post from another thread that races with the last unit
  * of work ending may find the context already stopped (its handler waits
  * for restart, or runs in destroy): keep a work_started outstanding for
- * as long as other threads may post.  NULL is ignored.
+ * as long as other threads may post.  NULL is ignored.  Thread-safe.
+ * Asio: executor_work_guard::reset().
  */
-void   io_context_work_finished(io_context *ctx);
+IOCTX_API void   io_context_work_finished(io_context *ctx);
 
 /*
- * Queues fn(arg) to run on a thread inside run/poll, never inside this
- * call.  Returns 0, EINVAL (ctx or fn is NULL) or ENOMEM.  Thread-safe,
- * also from handlers.
+ * Queues fn(arg) to run on a thread inside run/poll (or in destroy),
+ * never inside this call.  Returns 0, EINVAL (ctx or fn is NULL) or
+ * ENOMEM.  Thread-safe, also from handlers.  Asio: asio::post(ctx, fn).
  */
-int    io_context_post(io_context *ctx, io_handler fn, void *arg);
+IOCTX_API int    io_context_post(io_context *ctx, io_handler fn, void *arg);
 
 /*
  * Copies a snapshot of the context's counters into *out.  Each counter is
  * read atomically; the set is not one atomic snapshot while threads run.
- * Does nothing if ctx or out is NULL.
+ * Does nothing if ctx or out is NULL.  Thread-safe.  Asio: none.
  */
-void   io_context_get_stats(io_context *ctx, io_context_stats *out);
+IOCTX_API void   io_context_get_stats(io_context *ctx, io_context_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* strand                                                              */
@@ -185,29 +233,33 @@ void   io_context_get_stats(io_context *ctx, io_context_stats *out);
 /*
  * Creates a strand on ctx: handlers posted to one strand never run
  * concurrently and run in the order they were posted; different strands
- * run in parallel.  Returns 0, EINVAL or ENOMEM.
+ * run in parallel.  Returns 0, EINVAL or ENOMEM.  Thread-safe.  Asio:
+ * asio::make_strand(ctx).
  */
-int    io_strand_create(io_context *ctx, io_strand **out);
+IOCTX_API int    io_strand_create(io_context *ctx, io_strand **out);
 
 /*
  * Drops the caller's handle.  Handlers already posted still run, in order;
  * the strand's memory goes after the last of them (and after the last
  * descriptor using it is gone).  May be called from one of the strand's
  * own handlers.  Must not race with other calls on this strand.  NULL is
- * ignored.
+ * ignored.  Asio: destroying the last copy of a strand object.
  */
-void   io_strand_destroy(io_strand *strand);
+IOCTX_API void   io_strand_destroy(io_strand *strand);
 
 /*
- * Queues fn(arg) on the strand; it runs on a thread inside run/poll, after
- * every handler posted to the strand before it, and never inside this
- * call.  Returns 0, EINVAL (strand or fn is NULL) or ENOMEM.
+ * Queues fn(arg) on the strand; it runs on a thread inside run/poll (or in
+ * destroy), after every handler posted to the strand before it, and never
+ * inside this call.  Returns 0, EINVAL (strand or fn is NULL) or ENOMEM.
+ * Thread-safe, also from handlers.  Asio: asio::post(strand, fn) (the
+ * older strand::post()).
  */
-int    io_strand_post(io_strand *strand, io_handler fn, void *arg);
+IOCTX_API int    io_strand_post(io_strand *strand, io_handler fn, void *arg);
 
 /* True exactly when the calling thread is running one of the strand's
- * handlers.  False for NULL. */
-bool   io_strand_running_in_this_thread(const io_strand *strand);
+ * handlers.  False for NULL.  Thread-safe.  Asio:
+ * strand::running_in_this_thread(). */
+IOCTX_API bool   io_strand_running_in_this_thread(const io_strand *strand);
 
 /* ------------------------------------------------------------------ */
 /* descriptor                                                          */
@@ -220,14 +272,17 @@ bool   io_strand_running_in_this_thread(const io_strand *strand);
  * strand is NULL.  Writes go through the context's worker threads: a
  * socket with sendmsg(MSG_NOSIGNAL), anything else with writev; SIGPIPE
  * is never raised.  Returns 0, EINVAL, EBADF (fd is not open) or ENOMEM.
+ * Thread-safe.  Asio: posix::stream_descriptor(strand_or_ctx, fd).
  */
-int    io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out);
+IOCTX_API int    io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out);
 
-/* The fd, or -1 once closed or released (or for NULL). */
-int    io_descriptor_native_handle(const io_descriptor *d);
+/* The fd, or -1 once closed or released (or for NULL).  Thread-safe.
+ * Asio: descriptor::native_handle(). */
+IOCTX_API int    io_descriptor_native_handle(const io_descriptor *d);
 
-/* True until the descriptor is closed, released or destroyed. */
-bool   io_descriptor_is_open(const io_descriptor *d);
+/* True until the descriptor is closed, released or destroyed.
+ * Thread-safe.  Asio: descriptor::is_open(). */
+IOCTX_API bool   io_descriptor_is_open(const io_descriptor *d);
 
 /*
  * Starts one write of the count buffers (the iovec array is copied, the
@@ -237,37 +292,47 @@ bool   io_descriptor_is_open(const io_descriptor *d);
  * written), or with an error and 0 bytes.  Operations on one descriptor
  * are performed, and their handlers run, in the order they were started.
  * Returns 0, EINVAL, ENOMEM, or EBUSY (cancel is attached to another
- * pending operation).  The handler runs on the descriptor's strand.
- * cancel may be NULL; it supports all three cancellation types.
+ * pending operation).  The handler runs on the descriptor's strand, on a
+ * thread inside run/poll (or in destroy), never inside this call; its
+ * error is 0, ECANCELED, EBADF or what the system call said.  Thread-safe,
+ * also concurrently on one descriptor.  cancel may be NULL; it supports
+ * all three cancellation types.  Asio:
+ * posix::stream_descriptor::async_write_some().
  */
-int    io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs, size_t count,
-                                      io_write_handler handler, void *arg,
-                                      io_cancel_signal *cancel /* may be NULL */);
+IOCTX_API int    io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs, size_t count,
+                                                io_write_handler handler, void *arg,
+                                                io_cancel_signal *cancel /* may be NULL */);
 
 /*
  * Starts a write of every byte of the count buffers, or fails.  Once its
  * first byte is written no other operation's bytes reach the descriptor
- * until it completes, so concurrent async_write calls never interleave.
- * Errors and threading as io_descriptor_async_write_some(); cancel
- * supports IO_CANCEL_TERMINAL and IO_CANCEL_PARTIAL always, and
- * IO_CANCEL_TOTAL before the first byte is written.
+ * until it completes, so concurrent async_write calls never interleave
+ * (Asio forbids them; here they are allowed and run in start order).
+ * Errors and threading as io_descriptor_async_write_some(); a failed
+ * write reports the bytes written before the error.  cancel supports
+ * IO_CANCEL_TERMINAL and IO_CANCEL_PARTIAL always, and IO_CANCEL_TOTAL
+ * before the first byte is written.  Asio: asio::async_write(descriptor,
+ * buffers, handler).
  */
-int    io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t count,
-                                 io_write_handler handler, void *arg,
-                                 io_cancel_signal *cancel /* may be NULL */);
+IOCTX_API int    io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t count,
+                                           io_write_handler handler, void *arg,
+                                           io_cancel_signal *cancel /* may be NULL */);
 
 /* Bytes of the descriptor's pending operations not yet written (0 for
- * NULL).  A snapshot: it may change as soon as it is returned. */
-size_t io_descriptor_queued_bytes(const io_descriptor *d);
+ * NULL).  A snapshot: it may change as soon as it is returned.
+ * Thread-safe.  Asio: none (libuv: uv_stream_get_write_queue_size()). */
+IOCTX_API size_t io_descriptor_queued_bytes(const io_descriptor *d);
 
 /*
  * Completes every pending operation with ECANCELED (bytes 0, or the bytes
  * already written for an async_write).  An operation inside a worker's
  * write system call at that moment completes when the call returns: with
  * ECANCELED and its bytes so far, or normally if the call finished it.
- * Returns 0, EINVAL, or EBADF once closed or released (as Asio).
+ * The handlers run on the descriptor's strand as usual.  Returns 0,
+ * EINVAL, or EBADF once closed or released (as Asio).  Thread-safe.
+ * Asio: descriptor::cancel().
  */
-int    io_descriptor_cancel(io_descriptor *d);
+IOCTX_API int    io_descriptor_cancel(io_descriptor *d);
 
 /*
  * Cancels as io_descriptor_cancel() does, then closes the fd.  When a
@@ -275,25 +340,26 @@ int    io_descriptor_cancel(io_descriptor *d);
  * first (briefly: workers never wait for run threads), so that the fd is
  * closed when this returns and no worker can write a reused fd number.
  * Later operations complete with EBADF.  Returns 0, EINVAL, or EBADF if
- * already closed or released.
+ * already closed or released.  Thread-safe.  Asio: descriptor::close().
  */
-int    io_descriptor_close(io_descriptor *d);
+IOCTX_API int    io_descriptor_close(io_descriptor *d);
 
 /*
  * Cancels as io_descriptor_cancel() does, restores the file status flags
  * the fd had at io_descriptor_create(), and returns the fd without closing
  * it.  Returns -1 with errno set (EINVAL, or EBADF if already closed or
- * released).  Later operations complete with EBADF.
+ * released).  Later operations complete with EBADF.  Thread-safe.  Asio:
+ * descriptor::release().
  */
-int    io_descriptor_release(io_descriptor *d);
+IOCTX_API int    io_descriptor_release(io_descriptor *d);
 
 /*
  * Closes the descriptor if still open and drops the caller's handle; its
  * memory lives on until its last handler has run.  May be called from one
  * of its own handlers.  Must not race with other calls on d.  NULL is
- * ignored.
+ * ignored.  Asio: posix::stream_descriptor::~basic_stream_descriptor().
  */
-void   io_descriptor_destroy(io_descriptor *d);
+IOCTX_API void   io_descriptor_destroy(io_descriptor *d);
 
 /* ------------------------------------------------------------------ */
 /* per-operation cancellation                                          */
@@ -302,22 +368,26 @@ void   io_descriptor_destroy(io_descriptor *d);
 /*
  * Creates a cancel signal.  Pass it to one async write at a time; it
  * detaches when that operation completes and may then be reused.  Returns
- * 0, EINVAL or ENOMEM.
+ * 0, EINVAL or ENOMEM.  Thread-safe.  Asio: a cancellation_signal, passed
+ * as bind_cancellation_slot(signal.slot(), handler).
  */
-int    io_cancel_signal_create(io_cancel_signal **out);
+IOCTX_API int    io_cancel_signal_create(io_cancel_signal **out);
 
 /* Frees a signal that is attached to no pending operation.  NULL is
- * ignored. */
-void   io_cancel_signal_destroy(io_cancel_signal *sig);
+ * ignored.  Must not race with other calls on sig.  Asio:
+ * cancellation_signal::~cancellation_signal(). */
+IOCTX_API void   io_cancel_signal_destroy(io_cancel_signal *sig);
 
 /*
  * Requests cancellation of the operation the signal is attached to, with
  * type one of IO_CANCEL_*.  Does nothing when nothing is attached or the
- * operation does not support that type now.  Thread-safe, also from
- * handlers and while a worker writes the operation; never completes an
- * operation twice.
+ * operation does not support that type now.  The cancelled operation's
+ * handler runs on its descriptor's strand as usual, never inside this
+ * call.  Thread-safe, also from handlers and while a worker writes the
+ * operation; never completes an operation twice.  Asio:
+ * cancellation_signal::emit().
  */
-void   io_cancel_signal_emit(io_cancel_signal *sig, unsigned type);
+IOCTX_API void   io_cancel_signal_emit(io_cancel_signal *sig, unsigned type);
 
 #ifdef __cplusplus
 }

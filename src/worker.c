@@ -89,6 +89,7 @@ static bool poll_set_reserve(struct poll_set *ps, size_t n)
         return true;
     n = n < 2 * ps->capacity ? 2 * ps->capacity : n;
     fds = io__alloc(n * sizeof(*fds));
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     descriptors = io__alloc(n * sizeof(*descriptors));
     if (fds == NULL || descriptors == NULL) {
         io__free(fds);

@@ -31,7 +31,7 @@ static inline double bench_now(void)
 static inline int bench_parse(int argc, char **argv, struct bench_options *o)
 {
     *o = (struct bench_options){ 2000000, 64, 2, 2 };
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {   /* option, value */
         unsigned long v = 0;
         char *end = NULL;
 
@@ -51,7 +51,6 @@ static inline int bench_parse(int argc, char **argv, struct bench_options *o)
             o->posters = (unsigned)v;
         else
             goto usage;
-        i++;
     }
     o->handlers -= o->handlers % o->posters;
     return o->handlers > 0 ? 0 : -1;
