@@ -593,32 +593,37 @@ static void complete_finished_head_locked(io_descriptor *d, struct io_task_queue
         complete_locked(d, NULL, op_of(d->ops.head), 0, done);
 }
 
+/* What one system call was given. */
+struct gathered {
+    size_t buffers;
+    size_t ops;
+    size_t bytes;
+};
+
 /*
  * Gathers ops from the head, in order, into one system call: up to IOV_MAX
  * buffers and budget bytes, never past an op it could not take whole (so
- * no op's bytes follow a part of another).  Marks them in_flight; returns
- * the number of buffers and sets *nops and *nbytes.  Called with d->lock
- * held.
+ * no op's bytes follow a part of another).  Marks them in_flight.  Called
+ * with d->lock held.
  */
-static size_t gather_locked(io_descriptor *d, struct iovec *vec, size_t budget, bool one_op,
-                            size_t *nops, size_t *nbytes)
+static struct gathered gather_locked(io_descriptor *d, struct iovec *vec, size_t budget,
+                                     bool one_op)
 {
-    size_t used = 0, bytes = 0;
+    struct gathered g = { 0, 0, 0 };
 
-    *nops = 0;
-    for (struct io_task *t = d->ops.head; t != NULL && used < IOV_MAX && bytes < budget;
+    for (struct io_task *t = d->ops.head; t != NULL && g.buffers < IOV_MAX && g.bytes < budget;
          t = t->next) {
         struct io_write_op *op = op_of(t);
 
-        used += io__write_op_gather(op, vec + used, IOV_MAX - used, budget - bytes);
-        bytes += op->gathered;
+        g.buffers += io__write_op_gather(op, vec + g.buffers, IOV_MAX - g.buffers,
+                                         budget - g.bytes);
+        g.bytes += op->gathered;
         op->in_flight = true;
-        (*nops)++;
+        g.ops++;
         if (one_op || op->gathered < op->total - op->done)
             break;
     }
-    *nbytes = bytes;
-    return used;
+    return g;
 }
 
 /* Credits n written bytes to the in-flight ops in order and completes the
@@ -715,7 +720,8 @@ static bool parks_after_short_write(const io_descriptor *d)
 void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
 {
     struct io_task_queue done = IO_TASK_QUEUE_INIT;
-    size_t budget = IO_TURN_BYTES_MAX, nops, count, gathered;
+    size_t budget = IO_TURN_BYTES_MAX;
+    struct gathered g;
     bool one_op = false;
     enum turn_end end;
     int fd, err = 0;
@@ -741,19 +747,19 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
             end = TURN_READY;
             break;
         }
-        count = gather_locked(d, scratch, budget, one_op, &nops, &gathered);
+        g = gather_locked(d, scratch, budget, one_op);
         one_op = false;
         fd = d->os_fd;
         hand_over_locked(d, &done, true);
         pthread_mutex_unlock(&d->lock);
-        n = write_once(d, fd, scratch, count, &err);
+        n = write_once(d, fd, scratch, g.buffers, &err);
         pthread_mutex_lock(&d->lock);
 
         if (n > 0) {
             account_written_locked(d, (size_t)n, &done);
             budget -= (size_t)n < budget ? (size_t)n : budget;
             cancel_requested_locked(d, &done);
-            if ((size_t)n < gathered && parks_after_short_write(d)) {
+            if ((size_t)n < g.bytes && parks_after_short_write(d)) {
                 /* A socket or pipe that took less than it was offered is
                  * full: the next call would only return EAGAIN.  Waiting
                  * for POLLOUT now saves that call (a 1 MiB message took 9
@@ -773,7 +779,7 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
             end = TURN_PARKED;
             break;
         }
-        if (nops > 1 && (err == EFAULT || err == EINVAL)) {
+        if (g.ops > 1 && (err == EFAULT || err == EINVAL)) {
             /* A bad buffer may be any op's: give the head op a call of its
              * own, so that one op's EFAULT is not blamed on the others.
              * Other errors are the descriptor's (EPIPE, ECONNRESET, EIO)
