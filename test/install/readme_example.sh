@@ -1,12 +1,12 @@
 #!/bin/sh
-# readme_example.sh README FILE - the C block that follows the line
-# "<!-- example: FILE's name under test/ -->" in README is FILE, to the
-# byte, so that the example README shows is the one the install test
-# compiles and runs and cannot drift from it.
+# readme_example.sh README FILE NAME - the C block that follows the line
+# "<!-- example: NAME -->" in README is FILE, to the byte, so that an
+# example README shows is one that a test compiles and runs, and cannot
+# drift from it.
 set -eu
 
-readme=$1 file=$2
-marker="<!-- example: test/install/$(basename "$file") -->"
+readme=$1 file=$2 name=$3
+marker="<!-- example: $name -->"
 block=$(awk -v marker="$marker" '
     $0 == marker { found = 1; next }
     found && !open && /^```c$/ { open = 1; next }
