@@ -45,16 +45,6 @@ static io_cancel_signal *new_signal(void)
     return sig;
 }
 
-static size_t small_pipe(int fds[2])
-{
-    int size;
-
-    ck_assert_int_eq(pipe(fds), 0);
-    size = fcntl(fds[1], F_SETPIPE_SZ, 4096);
-    ck_assert_int_gt(size, 0);
-    return (size_t)size;
-}
-
 static int start(io_descriptor *d, bool write_all, const void *data, size_t len,
                  struct tu_result *r, io_cancel_signal *sig)
 {
@@ -103,7 +93,7 @@ struct held_worker {
 
 static void hold_worker(struct held_worker *h, io_context *ctx)
 {
-    size_t psz = small_pipe(h->fds);
+    size_t psz = tu_small_pipe(h->fds);
 
     h->len = 2 * psz;
     h->data = calloc(1, h->len);
@@ -179,7 +169,7 @@ START_TEST(busy_while_attached_free_after_completion)
     int fds[2], sv[2];
     size_t psz;
 
-    psz = small_pipe(fds);
+    psz = tu_small_pipe(fds);
     data = calloc(1, 4 * psz);
     got = malloc(4 * psz);
     ck_assert(data != NULL && got != NULL);
@@ -296,7 +286,7 @@ START_TEST(terminal_and_partial_stop_a_started_write_with_its_bytes)
         size_t psz;
         int fds[2];
 
-        psz = small_pipe(fds);
+        psz = tu_small_pipe(fds);
         data = malloc(16 * psz);
         got = malloc(16 * psz);
         ck_assert(data != NULL && got != NULL);
@@ -335,7 +325,7 @@ START_TEST(total_cancels_only_a_write_with_no_byte_written)
     size_t psz, len;
     int fds[2];
 
-    psz = small_pipe(fds);
+    psz = tu_small_pipe(fds);
     len = 4 * psz;
     data = malloc(3 * len);
     got = malloc(3 * len);
@@ -467,7 +457,7 @@ START_TEST(emit_during_the_write_call_does_not_end_the_op_early)
         size_t psz;
         int fds[2];
 
-        psz = small_pipe(fds);
+        psz = tu_small_pipe(fds);
         data = malloc(2 * psz);
         got = malloc(2 * psz);
         ck_assert(data != NULL && got != NULL);

@@ -165,18 +165,6 @@ static io_context_stats stats_of(io_context *ctx)
 /* pipes, sockets, data                                                */
 /* ------------------------------------------------------------------ */
 
-/* A pipe that holds one page: a few KiB of writes make it block.
- * Returns what it holds. */
-static size_t small_pipe(int fds[2])
-{
-    int size;
-
-    ck_assert_int_eq(pipe(fds), 0);
-    size = fcntl(fds[1], F_SETPIPE_SZ, 4096);
-    ck_assert_int_gt(size, 0);
-    return (size_t)size;
-}
-
 /* sv[0] for the descriptor, sv[1] for the reader; the kernel raises the
  * requested 1 byte to its minimum, a few KiB. */
 static void small_socketpair(int sv[2])
@@ -720,7 +708,7 @@ START_TEST(async_write_on_a_full_pipe_waits_for_the_reader)
     size_t total;
     int fds[2];
 
-    (void)small_pipe(fds);
+    (void)tu_small_pipe(fds);
     d = new_descriptor(ctx, fds[1], NULL);
     init_ops(&op, 1, NULL);
     total = split(iov, data, sizes, 3);
@@ -793,7 +781,7 @@ START_TEST(async_write_some_writes_a_prefix_and_keeps_start_order)
     size_t chunk, sum = 0, pos = 0;
     int fds[2];
 
-    chunk = 2 * small_pipe(fds);
+    chunk = 2 * tu_small_pipe(fds);
     data = new_pattern(SOME_OPS * chunk, 3);
     d = new_descriptor(ctx, fds[1], NULL);
     init_log(&log);
@@ -1346,7 +1334,7 @@ START_TEST(cancel_completes_pending_writes_with_ecanceled)
     bool eof;
     int fds[2];
 
-    psz = small_pipe(fds);
+    psz = tu_small_pipe(fds);
     size = 16 * psz;
     got = malloc(3 * size);
     ck_assert_ptr_nonnull(got);
@@ -1403,7 +1391,7 @@ START_TEST(close_cancels_closes_and_fails_later_writes)
     size_t psz, size, first;
     int fds[2];
 
-    psz = small_pipe(fds);
+    psz = tu_small_pipe(fds);
     size = 16 * psz;
     got = malloc(2 * size);
     ck_assert_ptr_nonnull(got);
@@ -1456,7 +1444,7 @@ START_TEST(release_restores_flags_and_hands_back_the_fd)
     int fds[2], flags, fd;
     bool eof;
 
-    psz = small_pipe(fds);
+    psz = tu_small_pipe(fds);
     size = 16 * psz;
     got = malloc(size);
     ck_assert_ptr_nonnull(got);
@@ -1526,7 +1514,7 @@ START_TEST(close_and_release_let_go_of_a_worker_at_any_point)
         struct op op;
         int fds[2], fd, reused;
 
-        small_pipe(fds);
+        tu_small_pipe(fds);
         d = new_descriptor(ctx, fds[1], NULL);
         init_ops(&op, 1, NULL);
         ck_assert_int_eq(write_all(d, data, size, &op), 0);
@@ -1619,7 +1607,7 @@ START_TEST(destroy_from_its_own_handler_with_writes_pending)
     size_t psz, size;
     int fds[2];
 
-    psz = small_pipe(fds);
+    psz = tu_small_pipe(fds);
     size = 16 * psz;
     data = new_pattern(psz + (DESTROY_OPS - 1) * size, 8);
     got = malloc(psz + 1);
@@ -1971,7 +1959,7 @@ START_TEST(a_huge_write_does_not_starve_other_descriptors)
     struct op ops[3];
     char byte;
 
-    psz = small_pipe(hold);
+    psz = tu_small_pipe(hold);
     hold_data = new_pattern(2 * psz, 21);
     chunk_data = calloc(1, chunk);
     got = malloc(2 * psz);

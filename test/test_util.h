@@ -7,6 +7,7 @@
 #define IOCTX_TEST_UTIL_H
 
 #include <check.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -115,6 +116,18 @@ static inline bool tu_wait_sleeping(pid_t tid, atomic_bool *gone)
         sched_yield();
     }
     return false;
+}
+
+/* A pipe that holds one page: a few KiB of writes make it block.
+ * Returns what it holds. */
+static inline size_t tu_small_pipe(int fds[2])
+{
+    int size;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    size = fcntl(fds[1], F_SETPIPE_SZ, 4096);
+    ck_assert_int_gt(size, 0);
+    return (size_t)size;
 }
 
 /* Waits until fd (a pipe's write end or a socket) is no longer writable:
