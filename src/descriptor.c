@@ -762,8 +762,8 @@ void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch)
             if ((size_t)n < g.bytes && parks_after_short_write(d)) {
                 /* A socket or pipe that took less than it was offered is
                  * full: the next call would only return EAGAIN.  Waiting
-                 * for POLLOUT now saves that call (a 1 MiB message took 9
-                 * calls instead of 5). */
+                 * for POLLOUT now saves that call (a 1 MiB message: 5
+                 * calls instead of 9). */
                 end = TURN_PARKED;
                 break;
             }

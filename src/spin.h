@@ -98,16 +98,15 @@ static inline uint64_t io_spin_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The watch itself, with no lock held: until a push, *stop (if given), or
- * IO_SPIN_NS.  sched_yield lets any thread waiting for this CPU run. */
-static inline void io_spin_watch(struct io_spin_slot *s, const struct io_spinner *me,
-                                 const atomic_bool *stop)
+/* The watch itself, with no lock held: until a push or IO_SPIN_NS.  A
+ * stopping context needs no check here: the watch is over within
+ * IO_SPIN_NS, and the worker then sees w->stopping under the lock.
+ * sched_yield lets any thread waiting for this CPU run. */
+static inline void io_spin_watch(struct io_spin_slot *s, const struct io_spinner *me)
 {
     uint64_t deadline = io_spin_now_ns() + IO_SPIN_NS;
 
     while (atomic_load_explicit(&s->pushes, memory_order_acquire) == me->seen) {
-        if (stop != NULL && atomic_load_explicit(stop, memory_order_relaxed))
-            return;
         if (io_spin_now_ns() >= deadline)
             return;
         sched_yield();

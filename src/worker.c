@@ -191,7 +191,7 @@ static void *worker_main(void *arg)
 
         if (nothing_ready && !watched && io_spin_begin(&w->spin, &spinner)) {
             pthread_mutex_unlock(&w->lock);
-            io_spin_watch(&w->spin, &spinner, NULL);
+            io_spin_watch(&w->spin, &spinner);
             pthread_mutex_lock(&w->lock);
             io_spin_end(&w->spin, &spinner);
             watched = true;
