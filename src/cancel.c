@@ -1,21 +1,25 @@
 /*
- * cancel.c - io_cancel_signal: per-operation cancellation (rules 18, 19).
+ * cancel.c - io_cancel_signal: per-operation cancellation, the signal
+ * object alone.
+ *
+ * A signal is attached to at most one pending operation at a time.  It
+ * knows that operation only as a token (void *) and its owner only as a
+ * struct io_cancel_target: three callbacks, so that this file calls no
+ * other module and any owner of operations (descriptors today) can take
+ * signals.  What an emit does to the operation is the owner's business.
  *
  * Data and locking:
- *   sig->lock guards sig->op (the pending write it is attached to, or
- *   NULL) and sig->d (that write's descriptor).  Both change only while
- *   the descriptor's lock is held too: attach in the initiating call,
- *   detach when the op completes, whoever completes it.  So a thread that
- *   holds d->lock and sees sig->d == d knows the op is pending and stays so.
+ *   sig->lock guards sig->op (the token of the pending operation, or NULL)
+ *   and sig->target (its owner).  Both change only while the owner's own
+ *   lock is held too: attach in the initiating call, detach when the
+ *   operation completes, whoever completes it.  So an owner that holds its
+ *   lock and finds the signal attached to one of its operations knows the
+ *   operation is pending and stays so while the lock is held.
  *
- *   The one lock nesting in the library: d->lock, then sig->lock; never
- *   the reverse.  emit therefore cannot take d->lock under sig->lock: it
- *   pins the descriptor with a reference, lets go of sig->lock, takes
- *   d->lock, and looks again (descriptor.c, io__descriptor_emit).
- *
- * What an emit does to the op is decided by descriptor.c, which owns the
- * op's state; an op inside a worker's system call is only marked, and the
- * worker completes it when the call returns, so no op ends twice.
+ *   Lock order: the owner's lock, then sig->lock; never the reverse.  emit
+ *   therefore cannot call the owner under sig->lock: it pins the owner (a
+ *   reference, through the target), lets go of sig->lock, and calls the
+ *   owner, which takes its own lock and looks again (io__cancel_signal_op).
  */
 #include <errno.h>
 
@@ -23,8 +27,8 @@
 
 struct io_cancel_signal {
     pthread_mutex_t lock;
-    struct io_write_op *op;
-    io_descriptor *d;
+    void *op;
+    struct io_cancel_target *target;
 };
 
 int io_cancel_signal_create(io_cancel_signal **out)
@@ -38,7 +42,7 @@ int io_cancel_signal_create(io_cancel_signal **out)
     if (sig == NULL)
         return ENOMEM;
     sig->op = NULL;
-    sig->d = NULL;
+    sig->target = NULL;
     err = pthread_mutex_init(&sig->lock, NULL);
     if (err != 0) {
         io__free(sig);
@@ -48,50 +52,48 @@ int io_cancel_signal_create(io_cancel_signal **out)
     return 0;
 }
 
-/* Returns the signal's descriptor with a reference held, or NULL when
- * nothing is attached. */
-static io_descriptor *pin_descriptor(io_cancel_signal *sig)
+/* Returns the signal's owner with a reference held, or NULL when nothing
+ * is attached. */
+static struct io_cancel_target *pin_target(io_cancel_signal *sig)
 {
-    io_descriptor *d;
+    struct io_cancel_target *target;
 
     pthread_mutex_lock(&sig->lock);
-    d = sig->d;
-    if (d != NULL)
-        io__descriptor_retain(d);
+    target = sig->target;
+    if (target != NULL)
+        target->ops->pin(target);
     pthread_mutex_unlock(&sig->lock);
-    return d;
+    return target;
 }
 
-/* A signal destroyed while attached lets its op go on without it. */
+/* Passes type (0: only detach) to the owner of the attached operation. */
+static void deliver(io_cancel_signal *sig, unsigned type)
+{
+    struct io_cancel_target *target = pin_target(sig);
+
+    if (target == NULL)
+        return;
+    target->ops->emit(target, sig, type);
+    target->ops->unpin(target);
+}
+
+/* A signal destroyed while attached lets its operation go on without it. */
 void io_cancel_signal_destroy(io_cancel_signal *sig)
 {
-    io_descriptor *d;
-
     if (sig == NULL)
         return;
-    d = pin_descriptor(sig);
-    if (d != NULL) {
-        io__descriptor_emit(d, sig, 0);     /* type 0: only detaches */
-        io__descriptor_release_ref(d);
-    }
+    deliver(sig, 0);
     pthread_mutex_destroy(&sig->lock);
     io__free(sig);
 }
 
 void io_cancel_signal_emit(io_cancel_signal *sig, unsigned type)
 {
-    io_descriptor *d;
-
-    if (sig == NULL || type == 0)
-        return;
-    d = pin_descriptor(sig);
-    if (d == NULL)
-        return;
-    io__descriptor_emit(d, sig, type);
-    io__descriptor_release_ref(d);
+    if (sig != NULL && type != 0)
+        deliver(sig, type);
 }
 
-int io__cancel_signal_attach(io_cancel_signal *sig, io_descriptor *d, struct io_write_op *op)
+int io__cancel_signal_attach(io_cancel_signal *sig, struct io_cancel_target *target, void *op)
 {
     int err = 0;
 
@@ -100,7 +102,7 @@ int io__cancel_signal_attach(io_cancel_signal *sig, io_descriptor *d, struct io_
         err = EBUSY;
     } else {
         sig->op = op;
-        sig->d = d;
+        sig->target = target;
     }
     pthread_mutex_unlock(&sig->lock);
     return err;
@@ -120,16 +122,16 @@ void io__cancel_signal_detach(io_cancel_signal *sig)
 {
     pthread_mutex_lock(&sig->lock);
     sig->op = NULL;
-    sig->d = NULL;
+    sig->target = NULL;
     pthread_mutex_unlock(&sig->lock);
 }
 
-struct io_write_op *io__cancel_signal_op_on(io_cancel_signal *sig, io_descriptor *d)
+void *io__cancel_signal_op(io_cancel_signal *sig, const struct io_cancel_target *target)
 {
-    struct io_write_op *op;
+    void *op;
 
     pthread_mutex_lock(&sig->lock);
-    op = sig->d == d ? sig->op : NULL;
+    op = sig->target == target ? sig->op : NULL;
     pthread_mutex_unlock(&sig->lock);
     return op;
 }

@@ -4,7 +4,7 @@
  *
  * Data and locking:
  *   ctx->lock guards ctx->ready (plain handlers and strands that have
- *   handlers), ctx->spare_nodes, ctx->strands, ctx->idle_runners, and every
+ *   handlers), ctx->spare_nodes, ctx->members, ctx->idle_runners, and every
  *   write of ctx->stopped.  It is held for pointer moves only: never while
  *   a handler runs, never across a call to the allocator.
  *   ctx->outstanding_work and ctx->stats are atomics changed without the
@@ -16,6 +16,12 @@
  * number of handlers it finished, a strand that still has handlers) in a
  * struct runner and settles it the next time it takes the lock anyway, so
  * running one plain handler costs one lock round trip, not three.
+ *
+ * The context knows no other module above it: it runs what is on its ready
+ * queue through each task's type (a strand is one such task), and it shuts
+ * down and frees strands and descriptors through the callbacks of their
+ * registry entries (struct io_member).  Strands and descriptors call down
+ * into it; it calls only the workers it owns.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -28,7 +34,7 @@ struct runner {
     struct io_task_queue spent;     /* context handler nodes to recycle */
     size_t handlers_run;            /* not yet added to ctx->stats */
     size_t work_done;               /* units still counted in outstanding_work */
-    io_strand *requeue;             /* strand run that still has handlers */
+    struct io_task *requeue;        /* task run that still has handlers */
 };
 
 /* Called with ctx->lock held. */
@@ -75,7 +81,7 @@ static void settle_locked(struct runner *r, bool taking_next)
 
     io_node_cache_refill(&ctx->spare_nodes, &r->spent);
     if (r->requeue != NULL) {
-        io_task_queue_push(&ctx->ready, &r->requeue->ready_task);
+        io_task_queue_push(&ctx->ready, r->requeue);
         if (!taking_next)
             wake_one_locked(ctx);
         r->requeue = NULL;
@@ -116,29 +122,24 @@ static struct io_task *next_task_locked(struct runner *r, bool block)
 }
 
 /* Runs one task with no lock held; returns the number of handlers run.
- * A plain handler is one unit of work; a strand is one unit for as long
- * as it stays scheduled, whatever the number of its handlers. */
+ * A task is one unit of work until it has ended: a plain handler at once,
+ * a strand once it has no handler left.  The context's own nodes go back
+ * to its cache. */
 static size_t run_task(struct runner *r, struct io_task *t, size_t budget)
 {
-    struct io_handler_node *node;
-    size_t ran;
+    struct io_run run = { .budget = budget, .ignore_stop = r->shutdown };
+    /* Read first: a strand that has ended may be freed by its run. */
+    bool own_node = t->type == &io_handler_node_type;
+    size_t ran = t->type->run(t, &run);
 
-    if (t->kind == IO_TASK_STRAND) {
-        io_strand *s = io_container_of(t, io_strand, ready_task);
-        bool requeue = false;
-
-        ran = io__strand_run(s, budget, r->shutdown, &requeue);
-        if (requeue)
-            r->requeue = s;
-        else
-            r->work_done++;
-        return ran;
+    if (run.again) {
+        r->requeue = t;
+    } else {
+        r->work_done++;
+        if (own_node)
+            io_task_queue_push(&r->spent, t);
     }
-    node = io_container_of(t, struct io_handler_node, task);
-    node->fn(node->arg);
-    io_task_queue_push(&r->spent, t);
-    r->work_done++;
-    return 1;
+    return ran;
 }
 
 /* The loop behind run, run_one, poll, poll_one and shutdown. */
@@ -150,13 +151,13 @@ static size_t run_tasks(struct runner *r, size_t budget, bool block)
 
     pthread_mutex_lock(&ctx->lock);
     while (ran < budget) {
-        io_strand *requeued = r->requeue;
+        struct io_task *requeued = r->requeue;
 
         settle_locked(r, true);
         t = next_task_locked(r, block);
         if (t == NULL)
             break;
-        if (requeued != NULL && t != &requeued->ready_task)
+        if (requeued != NULL && t != requeued)
             wake_one_locked(ctx);
         pthread_mutex_unlock(&ctx->lock);
         io__handler_nodes_free(&r->spent);
@@ -211,7 +212,7 @@ int io_context_create(io_context **out, const io_context_options *opts)
     err = pthread_cond_init(&ctx->ready_cond, NULL);
     if (err != 0)
         goto out_destroy_lock;
-    err = io__workers_start(ctx, ctx->worker_threads);
+    err = io__workers_start(&ctx->workers, ctx->worker_threads);
     if (err != 0)
         goto out_destroy_cond;
     *out = ctx;
@@ -227,35 +228,35 @@ out_free_ctx:
 }
 
 /*
- * Rule 17: stop the workers, so that nothing else touches a descriptor;
- * complete every pending write with ECANCELED and close the fds; then run
- * every queued handler, and every handler those post, on this thread,
- * ignoring stop and outstanding work_started, before anything is freed.
- * Descriptors and strands the user did not destroy go with the context.
+ * Stop the workers, so that nothing else touches a descriptor; let every
+ * member complete its pending operations (ECANCELED) and close its fd;
+ * then run every queued handler, and every handler those post, on this
+ * thread, ignoring stop and outstanding work_started, before anything is
+ * freed.  Descriptors and strands the user did not destroy go with the
+ * context.  No lock is needed: no other thread may use the context now.
  */
 void io_context_destroy(io_context *ctx)
 {
     struct runner r = { .ctx = ctx, .shutdown = true, .spent = IO_TASK_QUEUE_INIT };
+    struct io_member *m;
 
     if (ctx == NULL)
         return;
     atomic_store(&ctx->shutting_down, true);
-    io__workers_stop(ctx);
-    io__descriptors_shutdown(ctx);
+    io__workers_stop(&ctx->workers);
+    /* A shutdown callback never frees a member, so the walk is safe. */
+    for (m = ctx->members; m != NULL; m = m->next) {
+        if (m->type->shutdown != NULL)
+            m->type->shutdown(m);
+    }
     run_tasks(&r, SIZE_MAX, false);
-    while (ctx->descriptors != NULL) {
-        io_descriptor *d = io_container_of(ctx->descriptors, io_descriptor, member);
-
-        ctx->descriptors = d->member.next;
-        io__descriptor_free(d);
+    /* Each member is freed as it is, without following its references
+     * (a descriptor's strand goes in the same walk), so order is free. */
+    while ((m = ctx->members) != NULL) {
+        ctx->members = m->next;
+        m->type->free(m);
     }
-    io__workers_free(ctx);
-    while (ctx->strands != NULL) {
-        io_strand *s = io_container_of(ctx->strands, io_strand, member);
-
-        ctx->strands = s->member.next;
-        io__strand_free(s);
-    }
+    io__workers_free(&ctx->workers);
     io__handler_nodes_free(&ctx->spare_nodes.nodes);
     pthread_cond_destroy(&ctx->ready_cond);
     pthread_mutex_destroy(&ctx->lock);
@@ -359,24 +360,25 @@ void io__context_finish_work(io_context *ctx, size_t n)
     }
 }
 
-void io__context_adopt(io_context *ctx, struct io_member **list, struct io_member *m)
+void io__context_adopt(io_context *ctx, struct io_member *m, const struct io_member_type *type)
 {
     pthread_mutex_lock(&ctx->lock);
+    m->type = type;
     m->prev = NULL;
-    m->next = *list;
-    if (*list != NULL)
-        (*list)->prev = m;
-    *list = m;
+    m->next = ctx->members;
+    if (ctx->members != NULL)
+        ctx->members->prev = m;
+    ctx->members = m;
     pthread_mutex_unlock(&ctx->lock);
 }
 
-void io__context_forget(io_context *ctx, struct io_member **list, struct io_member *m)
+void io__context_forget(io_context *ctx, struct io_member *m)
 {
     pthread_mutex_lock(&ctx->lock);
     if (m->prev != NULL)
         m->prev->next = m->next;
     else
-        *list = m->next;
+        ctx->members = m->next;
     if (m->next != NULL)
         m->next->prev = m->prev;
     pthread_mutex_unlock(&ctx->lock);

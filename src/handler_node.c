@@ -9,6 +9,18 @@
  */
 #include "internal.h"
 
+static size_t run_handler_node(struct io_task *t, struct io_run *run)
+{
+    struct io_handler_node *node = io_container_of(t, struct io_handler_node, task);
+
+    (void)run;
+    node->fn(node->arg);
+    return 1;
+}
+
+/* No recycle: the node goes back to the cache of whoever queued it. */
+const struct io_task_type io_handler_node_type = { run_handler_node, NULL };
+
 struct io_handler_node *io__handler_node_get_locked(struct io_node_cache *cache,
                                                     pthread_mutex_t *lock,
                                                     io_handler fn, void *arg)
@@ -22,7 +34,7 @@ struct io_handler_node *io__handler_node_get_locked(struct io_node_cache *cache,
             return NULL;
         pthread_mutex_lock(lock);
     }
-    node->task.kind = IO_TASK_HANDLER;
+    node->task.type = &io_handler_node_type;
     node->fn = fn;
     node->arg = arg;
     return node;

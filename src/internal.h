@@ -2,15 +2,46 @@
  * internal.h - the objects behind the opaque public types, and the calls
  * between modules.
  *
+ * Who calls whom: each file calls functions of the files named after its
+ * arrow and of no other (all may call alloc.c, left out).  No path leads
+ * back, so the modules form layers, and the sections below follow them
+ * from the bottom up:
+ *
+ *   descriptor.c  -> write_turn.c op_queue.c write_op.c cancel.c
+ *                    strand.c context.c worker.c
+ *   write_turn.c  -> op_queue.c
+ *   op_queue.c    -> write_op.c cancel.c strand.c context.c
+ *   strand.c      -> context.c handler_node.c
+ *   context.c     -> worker.c handler_node.c
+ *   worker.c      -> poller_poll.c (through poller.h)
+ *   write_op.c, cancel.c, handler_node.c, poller_poll.c -> nothing
+ *
+ * As layers, each calling only layers below it:
+ *
+ *   6  descriptor               lifecycle, starting writes
+ *   5  write_turn               a worker's turn: gather, call, park
+ *   4  op_queue                 op states, cancels, completions
+ *   3  strand  cancel  write_op
+ *   2  context                  ready queue, run threads, registry
+ *   1  worker  handler_node     worker threads, leader/followers
+ *   0  poller_poll  alloc       poll() behind poller.h; memory
+ *
+ * Upward calls go through function pointers only, set by the module above:
+ * a worker runs a descriptor's turn through its struct io_watch, a run
+ * thread runs a strand or a finished write through its struct io_task's
+ * type, context destroy shuts down and frees strands and descriptors
+ * through their struct io_member's type, and a cancel signal reaches the
+ * operation's owner through its struct io_cancel_target.
+ *
  * Locks: ctx->lock, ctx->workers.lock, each strand->lock, each
  * descriptor->lock and each cancel signal's lock.  Only a descriptor's
  * lock is ever held while another is taken, in this order:
  *   descriptor->lock, then strand->lock, then ctx->lock (handing finished
- *   writes to the strand in order, descriptor.c);
+ *   writes to the strand in order, op_queue.c);
  *   descriptor->lock, then a cancel signal's lock (cancel.c).
  * Everything else takes one lock at a time; nothing takes a descriptor's
- * lock while holding another, so the order cannot be inverted.  No lock is held
- * while a handler runs or while memory goes to or comes from the
+ * lock while holding another, so the order cannot be inverted.  No lock
+ * is held while a handler runs or while memory goes to or comes from the
  * allocator.
  */
 #ifndef IOCTX_INTERNAL_H
@@ -22,21 +53,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "alloc.h"
 #include "ioctx.h"
-#include "task_queue.h"
+#include "poller.h"
 #include "spin.h"
+#include "task_queue.h"
 
+/* ------------------------------------------------------------------ */
+/* handler_node.c: posted handlers                                     */
+/* ------------------------------------------------------------------ */
 
-/* A posted handler.  One allocation per post, recycled through the free
- * list of the context or strand it was posted to. */
+/* A posted handler.  One allocation per post, recycled through the cache
+ * of the context or strand it was posted to. */
 struct io_handler_node {
-    struct io_task task;        /* kind IO_TASK_HANDLER */
+    struct io_task task;        /* type io_handler_node_type */
     io_handler fn;
     void *arg;
 };
+
+extern const struct io_task_type io_handler_node_type;
 
 /*
  * Spare handler nodes, kept by their owner (context or strand) under the
@@ -77,8 +115,6 @@ static inline void io_node_cache_refill(struct io_node_cache *c,
     }
 }
 
-/* handler_node.c */
-
 /* Called with *lock held (the lock that guards cache).  Returns a node
  * filled with fn and arg, with *lock held; or NULL, out of memory, with
  * *lock released. */
@@ -89,29 +125,57 @@ struct io_handler_node *io__handler_node_get_locked(struct io_node_cache *cache,
 /* Frees every node of the queue. */
 void io__handler_nodes_free(struct io_task_queue *nodes);
 
-/* A link in one of the context's registries (every strand, every
- * descriptor not yet freed), which context destroy walks; ctx->lock. */
-struct io_member {
-    struct io_member *prev, *next;
-};
+/* ------------------------------------------------------------------ */
+/* worker.c: the worker threads                                        */
+/* ------------------------------------------------------------------ */
 
-/*
- * The worker pool (worker.c): threads that write descriptors and wait in
- * poll() for the ones that would block.  Guarded by its own lock.
- */
+/* The worker pool: threads that take turns on watches and wait in the
+ * poller for the ones that would block.  Guarded by its own lock. */
 struct io_workers {
     pthread_mutex_t lock;
     pthread_cond_t cond;            /* idle workers wait here */
-    struct io_task_queue ready;     /* lock: descriptors waiting for a turn */
-    struct io_task_queue parked;    /* lock: descriptors waiting for POLLOUT */
+    struct io_task_queue ready;     /* lock: watches owed a turn */
+    struct io_poller *poller;       /* lock, but io__poller_wake */
     unsigned idle;                  /* lock: workers in pthread_cond_wait */
-    bool polling;                   /* lock: a worker is inside poll() */
-    bool wake_pending;              /* lock: wake_fd written, not yet drained */
+    bool polling;                   /* lock: a worker is inside the poller's wait */
     bool stopping;                  /* lock */
     struct io_spin_slot spin;       /* lock, except spin.pushes (spin.h) */
-    int wake_fd;                    /* eventfd that interrupts poll() */
     unsigned count;                 /* threads running; set at start */
     pthread_t *threads;
+};
+
+int io__workers_start(struct io_workers *w, unsigned count);
+/* Stops and joins every worker; watches they held are dropped. */
+void io__workers_stop(struct io_workers *w);
+void io__workers_free(struct io_workers *w);
+/* A watch with work: a worker gives it a turn soon. */
+void io__workers_schedule(struct io_workers *w, struct io_watch *watch);
+/* A watch whose fd would block: a turn once it is writable. */
+void io__workers_park(struct io_workers *w, struct io_watch *watch);
+/* A watch the workers hold, whose owner has set watch->urgent, must have
+ * its turn now (its owner waits for them to let go): out of the poller. */
+void io__workers_hurry(struct io_workers *w, struct io_watch *watch);
+
+/* ------------------------------------------------------------------ */
+/* context.c: the ready queue, run threads, work count, registry       */
+/* ------------------------------------------------------------------ */
+
+/* A link in the context's registry of every strand and descriptor not yet
+ * freed (ctx->lock), and what context destroy does with each. */
+struct io_member;
+
+struct io_member_type {
+    /* With the workers stopped: complete pending operations, close fds.
+     * Never frees a member.  May be NULL. */
+    void (*shutdown)(struct io_member *m);
+    /* Frees the object as it is, without following its references: every
+     * other member is freed in the same walk. */
+    void (*free)(struct io_member *m);
+};
+
+struct io_member {
+    struct io_member *prev, *next;
+    const struct io_member_type *type;
 };
 
 struct io_context {
@@ -119,8 +183,7 @@ struct io_context {
     pthread_cond_t ready_cond;          /* run threads wait here for work */
     struct io_task_queue ready;         /* lock: handlers and strands */
     struct io_node_cache spare_nodes;   /* lock */
-    struct io_member *strands;          /* lock: every strand not yet freed */
-    struct io_member *descriptors;      /* lock: every descriptor not yet freed */
+    struct io_member *members;          /* lock: every strand and descriptor */
     unsigned idle_runners;              /* lock: threads in pthread_cond_wait */
     unsigned worker_threads;            /* from the options; set at create */
 
@@ -132,10 +195,11 @@ struct io_context {
      * that destroy runs) complete at once with ECANCELED. */
     atomic_bool shutting_down;
 
-    /* Rule 6's work: plain handlers queued or running, + strands that are
-     * scheduled (one unit each, however many handlers they hold), +
-     * pending operations + work_started.  A unit is dropped only after
-     * the handler returns or the run thread finds the strand empty. */
+    /* The work that keeps run() from returning: plain handlers queued or
+     * running, + strands that are scheduled (one unit each, however many
+     * handlers they hold), + pending operations + work_started.  A unit
+     * is dropped only after the handler returns or the run thread finds
+     * the strand empty. */
     atomic_size_t outstanding_work;
 
     struct io_workers workers;
@@ -150,8 +214,21 @@ struct io_context {
     } stats;
 };
 
+void io__context_add_work(io_context *ctx, size_t n);
+void io__context_finish_work(io_context *ctx, size_t n);
+/* Adds m, of the given type, to ctx's registry, or takes it out. */
+void io__context_adopt(io_context *ctx, struct io_member *m, const struct io_member_type *type);
+void io__context_forget(io_context *ctx, struct io_member *m);
+/* Queues a task for the run threads and wakes one. */
+void io__context_push_ready(io_context *ctx, struct io_task *t);
+bool io__context_is_stopped(io_context *ctx);
+
+/* ------------------------------------------------------------------ */
+/* strand.c                                                            */
+/* ------------------------------------------------------------------ */
+
 struct io_strand {
-    struct io_task ready_task;          /* kind IO_TASK_STRAND; in ctx->ready */
+    struct io_task ready_task;          /* on ctx->ready while scheduled */
     io_context *ctx;
     pthread_mutex_t lock;
     struct io_task_queue handlers;      /* lock */
@@ -167,8 +244,107 @@ struct io_strand {
      * The strand is freed when the count reaches zero. */
     atomic_uint refs;
 
-    struct io_member member;            /* ctx->lock: in ctx->strands */
+    struct io_member member;            /* ctx->lock: in ctx->members */
 };
+
+void io__strand_retain(io_strand *s);
+void io__strand_release(io_strand *s);
+
+/* Appends finished operations (tasks whose type runs their handler) to the
+ * strand's queue in one step, scheduling the strand if it was idle. */
+void io__strand_push_completions(io_strand *s, struct io_task_queue *done);
+
+/* ------------------------------------------------------------------ */
+/* cancel.c                                                            */
+/* ------------------------------------------------------------------ */
+
+/* The owner of operations that take cancel signals, as a signal sees it. */
+struct io_cancel_target;
+
+struct io_cancel_target_ops {
+    /* Keep the owner alive across emit, without any lock held. */
+    void (*pin)(struct io_cancel_target *t);
+    void (*unpin)(struct io_cancel_target *t);
+    /* An emit of type (0: only detach sig) on the operation sig was
+     * attached to, if it still is (io__cancel_signal_op, under the
+     * owner's lock). */
+    void (*emit)(struct io_cancel_target *t, io_cancel_signal *sig, unsigned type);
+};
+
+struct io_cancel_target {
+    const struct io_cancel_target_ops *ops;
+};
+
+/* attach and detach are called with the owner's lock held. */
+int io__cancel_signal_attach(io_cancel_signal *sig, struct io_cancel_target *target, void *op);
+bool io__cancel_signal_is_busy(io_cancel_signal *sig);
+void io__cancel_signal_detach(io_cancel_signal *sig);
+/* The operation sig is attached to, if its owner is target; else NULL. */
+void *io__cancel_signal_op(io_cancel_signal *sig, const struct io_cancel_target *target);
+
+/* ------------------------------------------------------------------ */
+/* write_op.c: one write and its buffers                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Where an op is in its life; changed only by op_step() in op_queue.c,
+ * under the descriptor's lock.
+ *   NEW       accepted by the initiating call, not queued yet
+ *   QUEUED    in the descriptor's queue; no system call holds it
+ *   IN_CALL   gathered into the worker's current system call
+ *   IN_CALL_CANCEL_IF_UNTOUCHED
+ *             the same, and it ends with op->error when the call returns
+ *             if no byte of it has been written by then
+ *   IN_CALL_CANCEL
+ *             the same, and it ends with op->error when the call returns
+ *             unless that call finished it
+ *   DONE      out of the queue with its result, on its way to the strand
+ */
+enum io_op_state {
+    IO_OP_NEW,
+    IO_OP_QUEUED,
+    IO_OP_IN_CALL,
+    IO_OP_IN_CALL_CANCEL_IF_UNTOUCHED,
+    IO_OP_IN_CALL_CANCEL,
+    IO_OP_DONE,
+};
+
+/* One write, from the initiating call to its handler.  The same node sits
+ * in the descriptor's queue while pending, then in the strand's queue as
+ * its completion: one allocation for the whole life of the operation. */
+struct io_write_op {
+    struct io_task task;        /* its completion, once DONE */
+    io_descriptor *d;
+    io_write_handler handler;
+    void *arg;
+    bool write_all;             /* async_write (else async_write_some) */
+    enum io_op_state state;     /* d->lock */
+    io_cancel_signal *cancel;   /* d->lock: attached signal, or NULL */
+    int error;                  /* the result once DONE; the cancel's error before */
+    size_t total;               /* bytes asked for */
+    size_t done;                /* bytes the kernel accepted */
+    size_t gathered;            /* bytes of this op in the current system call */
+    size_t iov_index;           /* first buffer not fully written */
+    size_t iov_offset;          /* bytes of it already written */
+    size_t iov_count;
+    size_t iov_capacity;        /* room in iov[]: at least IO_OP_INLINE_IOVS */
+    struct iovec iov[];         /* the caller's array, copied */
+};
+
+#define IO_OP_INLINE_IOVS 4
+struct io_write_op *io__write_op_alloc(size_t count);
+void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
+                       bool write_all, io_write_handler handler, void *arg);
+bool io__write_op_is_recyclable(const struct io_write_op *op);
+void io__write_op_free(struct io_write_op *op);
+size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
+                           size_t budget);
+void io__write_op_advance(struct io_write_op *op, size_t n);
+bool io__write_op_is_finished(const struct io_write_op *op);
+
+/* ------------------------------------------------------------------ */
+/* the descriptor's data (its functions are in descriptor.c)           */
+/* ------------------------------------------------------------------ */
 
 /* What a descriptor is; it decides the system call (sendmsg for sockets)
  * and what EPIPE leaves behind (a SIGPIPE to consume, for the others). */
@@ -181,132 +357,87 @@ enum io_fd_kind {
     IO_FD_OTHER,
 };
 
-/* One write, from the initiating call to its handler.  The same node sits
- * in the descriptor's queue while pending, then in the strand's queue as
- * its completion: one allocation for the whole life of the operation. */
-struct io_write_op {
-    struct io_task task;        /* kind IO_TASK_WRITE */
-    io_descriptor *d;
-    io_write_handler handler;
-    void *arg;
-    bool write_all;             /* async_write (else async_write_some) */
-    bool in_flight;             /* d->lock: in the worker's current syscall */
-    bool cancel_requested;      /* d->lock: cancel once that syscall returns */
-    bool cancel_if_untouched;   /* d->lock: ... if it wrote no byte (TOTAL) */
-    io_cancel_signal *cancel;   /* d->lock: attached signal, or NULL */
-    int error;                  /* the result, once complete */
-    size_t total;               /* bytes asked for */
-    size_t done;                /* bytes the kernel accepted */
-    size_t gathered;            /* bytes of this op in the current syscall */
-    size_t iov_index;           /* first buffer not fully written */
-    size_t iov_offset;          /* bytes of it already written */
-    size_t iov_count;
-    size_t iov_capacity;        /* room in iov[]: at least IO_OP_INLINE_IOVS */
-    struct iovec iov[];         /* the caller's array, copied */
-};
-
-/* write_op.c */
-#define IO_OP_INLINE_IOVS 4
-struct io_write_op *io__write_op_alloc(size_t count);
-void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
-                       bool write_all, io_write_handler handler, void *arg);
-bool io__write_op_is_recyclable(const struct io_write_op *op);
-void io__write_op_free(struct io_write_op *op);
-size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
-                           size_t budget);
-void io__write_op_advance(struct io_write_op *op, size_t n);
-bool io__write_op_is_finished(const struct io_write_op *op);
-
 struct io_descriptor {
-    struct io_task worker_link;         /* kind IO_TASK_DESCRIPTOR; workers->lock */
+    /* What the workers see: watch.fd is the fd they write and poll; it
+     * changes only while the workers do not hold the descriptor. */
+    struct io_watch watch;              /* workers->lock, while scheduled */
     io_context *ctx;
     io_strand *strand;                  /* completions go here; one ref held */
     pthread_mutex_t lock;
-    pthread_cond_t released_cond;       /* release waits here for the workers */
+    pthread_cond_t released_cond;       /* close/release wait here for the workers */
     struct io_task_queue ops;           /* lock: pending ops, in start order */
+    struct io_task_queue completed;     /* lock: DONE ops not yet on the strand */
     struct io_task_queue spare_ops;     /* lock: recycled ops (inline size) */
     size_t spare_count;                 /* lock */
-    int os_fd;                          /* the fd the workers use; see descriptor.c */
-    atomic_int public_fd;               /* os_fd until closed or released, then -1 */
+    atomic_int public_fd;               /* watch.fd until closed or released, then -1 */
     int saved_flags;                    /* file status flags before create */
     enum io_fd_kind kind;
     bool scheduled;                     /* lock: the workers hold it */
     bool detaching;                     /* lock: close/release waits for the workers */
-    atomic_bool detach_pending;         /* = detaching, readable without lock */
     atomic_size_t queued_bytes;
     atomic_uint refs;                   /* user + ops + scheduled */
-    struct io_member member;            /* ctx->lock: in ctx->descriptors */
+    struct io_cancel_target cancel_target;
+    struct io_member member;            /* ctx->lock: in ctx->members */
 };
 
-/* descriptor.c */
+/* ------------------------------------------------------------------ */
+/* op_queue.c: a descriptor's pending ops and their state machine      */
+/* ------------------------------------------------------------------ */
 
-/* One turn of a worker on a descriptor taken from the ready queue: write
- * until the queue is empty, the kernel would block, or the turn's budget
- * is spent, then hand the descriptor back (idle, ready or parked).  The
- * descriptor may be freed by the time it returns.  scratch holds IOV_MAX
- * entries. */
-void io__descriptor_write_turn(io_descriptor *d, struct iovec *scratch);
+/* All of these are called with d->lock held.  Ops that end go to
+ * d->completed; io__op_queue_hand_over_locked passes them to the strand. */
 
-void io__descriptor_retain(io_descriptor *d);
-void io__descriptor_release_ref(io_descriptor *d);
+/* Queues a NEW op at the tail: it is pending from now on. */
+void io__op_queue_push_locked(io_descriptor *d, struct io_write_op *op);
+/* Ends a NEW op at once with error (0: it asked for no byte), never
+ * queued; still through the strand, never inside the initiating call. */
+void io__op_queue_end_at_once_locked(io_descriptor *d, struct io_write_op *op, int error);
+/* Ends the ops at the head that have nothing left to write. */
+void io__op_queue_end_finished_head_locked(io_descriptor *d);
 
-/* Applies an emit of type (0: only detach the signal) to the op sig is
- * attached to, if it is still a pending op of d.  Caller holds a ref. */
-void io__descriptor_emit(io_descriptor *d, io_cancel_signal *sig, unsigned type);
+/* What one system call was given. */
+struct io_gathered {
+    size_t buffers;
+    size_t ops;
+    size_t bytes;
+};
 
-/* Runs a completed write's handler on its strand (IO_TASK_WRITE) and
- * adds the op to spent, for io__write_ops_recycle once the batch is run. */
-void io__write_op_complete(struct io_task *t, struct io_task_queue *spent);
+/* Gathers ops from the head, in order, into vec (IOV_MAX entries) for one
+ * system call: at most budget bytes, one op only if one_op, never past an
+ * op it could not take whole.  They are IN_CALL until the call returns. */
+struct io_gathered io__op_queue_gather_locked(io_descriptor *d, struct iovec *vec,
+                                              size_t budget, bool one_op);
+/* What a system call said. */
+struct io_call_result {
+    size_t written;     /* bytes the kernel accepted */
+    int error;          /* 0, or the error that fails the head op */
+};
 
-/* Gives spent ops back to their descriptors' caches, one lock per run of
- * ops of one descriptor, and drops their references.  No lock held. */
-void io__write_ops_recycle(struct io_task_queue *spent);
+/* The call returned: credits the written bytes to the gathered ops in
+ * order, ends those that are finished or were cancelled meanwhile, and
+ * fails the head op with the error, if any. */
+void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result result);
+/* Ends every pending op with error; one in a call ends when it returns. */
+void io__op_queue_cancel_all_locked(io_descriptor *d, int error);
+/* An emit of a cancel signal of type on op, one of d's pending ops. */
+void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type);
+/* Hands the ended ops to d's strand, in the order they ended. */
+void io__op_queue_hand_over_locked(io_descriptor *d);
 
-/* Context shutdown, after the workers stopped: cancel every pending op,
- * close every fd still open. */
-void io__descriptors_shutdown(io_context *ctx);
-void io__descriptor_free(io_descriptor *d);
+/* ------------------------------------------------------------------ */
+/* write_turn.c: a worker's turn on a descriptor                       */
+/* ------------------------------------------------------------------ */
 
-/* cancel.c; attach and detach are called with the op's d->lock held */
-int io__cancel_signal_attach(io_cancel_signal *sig, io_descriptor *d, struct io_write_op *op);
-bool io__cancel_signal_is_busy(io_cancel_signal *sig);
-void io__cancel_signal_detach(io_cancel_signal *sig);
-struct io_write_op *io__cancel_signal_op_on(io_cancel_signal *sig, io_descriptor *d);
+enum io_turn_end {
+    IO_TURN_IDLE,       /* nothing left to write */
+    IO_TURN_READY,      /* the turn's budget is spent; more to write */
+    IO_TURN_PARKED,     /* the fd would block: wait until it is writable */
+    IO_TURN_DETACH,     /* a close or release waits for the workers */
+};
 
-/* worker.c */
-int io__workers_start(io_context *ctx, unsigned count);
-void io__workers_stop(io_context *ctx);
-void io__workers_free(io_context *ctx);
-void io__workers_schedule(io_context *ctx, io_descriptor *d);  /* idle -> ready */
-void io__workers_requeue(io_context *ctx, io_descriptor *d);   /* turn spent */
-void io__workers_park(io_context *ctx, io_descriptor *d);      /* would block */
-void io__workers_wake_poller(io_context *ctx);
-
-/* context.c */
-void io__context_add_work(io_context *ctx, size_t n);
-void io__context_finish_work(io_context *ctx, size_t n);
-/* Adds m to, or takes it out of, one of ctx's registries (list). */
-void io__context_adopt(io_context *ctx, struct io_member **list, struct io_member *m);
-void io__context_forget(io_context *ctx, struct io_member **list, struct io_member *m);
-void io__context_push_ready(io_context *ctx, struct io_task *t);
-bool io__context_is_stopped(io_context *ctx);
-
-/* strand.c */
-
-/* Runs up to budget handlers of a strand taken off the ready queue, on the
- * calling run thread, with no lock held.  Returns how many ran; *requeue
- * is set when the strand still has handlers and must go back on the ready
- * queue (it stays scheduled). */
-size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *requeue);
-
-/* Frees a strand at context shutdown, when nothing can be queued on it. */
-void io__strand_free(io_strand *s);
-
-void io__strand_retain(io_strand *s);
-void io__strand_release(io_strand *s);
-
-/* Appends finished writes (IO_TASK_WRITE tasks) to the strand's queue in
- * one step, scheduling the strand if it was idle. */
-void io__strand_push_completions(io_strand *s, struct io_task_queue *done);
+/* Writes d's ops from the head until one of the ends above.  Called and
+ * returns with d->lock held; drops it around each system call.  scratch
+ * holds IOV_MAX entries. */
+enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch);
 
 #endif /* IOCTX_INTERNAL_H */

@@ -6,6 +6,11 @@
  *   order), s->spare_nodes and s->scheduled.
  *   s->refs is atomic.  s->member belongs to ctx->lock (context.c).
  *
+ * What a strand's queue holds it runs through each task's type: its own
+ * posted handlers, and whatever other modules hand it (finished writes),
+ * which go back to their owner through the type's recycle after the batch.
+ * The strand itself is a task on the context's ready queue.
+ *
  * A strand with handlers is "scheduled": it sits on the context's ready
  * queue, or is in the hands of the one run thread that took it from there.
  * The post that finds the strand idle schedules it; the run thread that
@@ -32,6 +37,25 @@ struct strand_frame {
 
 static _Thread_local struct strand_frame *running_frames;
 
+static size_t run_strand(struct io_task *t, struct io_run *run);
+
+static const struct io_task_type strand_task_type = { run_strand, NULL };
+
+static void free_strand(io_strand *s)
+{
+    io__handler_nodes_free(&s->spare_nodes.nodes);
+    pthread_mutex_destroy(&s->lock);
+    io__free(s);
+}
+
+/* Context destroy: nothing can be queued on it any more. */
+static void free_member(struct io_member *m)
+{
+    free_strand(io_container_of(m, io_strand, member));
+}
+
+static const struct io_member_type strand_member_type = { NULL, free_member };
+
 int io_strand_create(io_context *ctx, io_strand **out)
 {
     io_strand *s;
@@ -43,7 +67,7 @@ int io_strand_create(io_context *ctx, io_strand **out)
     if (s == NULL)
         return ENOMEM;
     *s = (io_strand){
-        .ready_task = { NULL, IO_TASK_STRAND },
+        .ready_task = { NULL, &strand_task_type },
         .ctx = ctx,
         .handlers = IO_TASK_QUEUE_INIT,
         .spare_nodes = { IO_TASK_QUEUE_INIT, 0, IO_STRAND_NODE_CACHE_MAX },
@@ -54,16 +78,9 @@ int io_strand_create(io_context *ctx, io_strand **out)
         io__free(s);
         return err;
     }
-    io__context_adopt(ctx, &ctx->strands, &s->member);
+    io__context_adopt(ctx, &s->member, &strand_member_type);
     *out = s;
     return 0;
-}
-
-void io__strand_free(io_strand *s)
-{
-    io__handler_nodes_free(&s->spare_nodes.nodes);
-    pthread_mutex_destroy(&s->lock);
-    io__free(s);
 }
 
 void io__strand_retain(io_strand *s)
@@ -74,8 +91,8 @@ void io__strand_retain(io_strand *s)
 void io__strand_release(io_strand *s)
 {
     if (atomic_fetch_sub(&s->refs, 1) == 1) {
-        io__context_forget(s->ctx, &s->ctx->strands, &s->member);
-        io__strand_free(s);
+        io__context_forget(s->ctx, &s->member);
+        free_strand(s);
     }
 }
 
@@ -150,15 +167,22 @@ bool io_strand_running_in_this_thread(const io_strand *s)
     return false;
 }
 
-size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *requeue)
+/*
+ * Runs up to run->budget handlers of a strand taken off the ready queue,
+ * on the calling run thread, with no lock held, and returns how many ran.
+ * Sets run->again when the strand still has handlers and must go back on
+ * the ready queue (it stays scheduled).
+ */
+static size_t run_strand(struct io_task *ready_task, struct io_run *run)
 {
+    io_strand *s = io_container_of(ready_task, io_strand, ready_task);
     struct io_task_queue batch = IO_TASK_QUEUE_INIT;
     struct io_task_queue spent = IO_TASK_QUEUE_INIT;
-    struct io_task_queue spent_writes = IO_TASK_QUEUE_INIT;
+    struct io_task_queue ended = IO_TASK_QUEUE_INIT;
     struct strand_frame frame = { s, running_frames };
-    struct io_handler_node *node;
+    struct io_run one = { .budget = 1, .ignore_stop = run->ignore_stop };
+    size_t budget = run->budget, ran = 0;
     struct io_task *t;
-    size_t ran = 0;
     bool emptied;
 
     if (budget > IO_STRAND_TURN_MAX)
@@ -168,19 +192,15 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
     pthread_mutex_unlock(&s->lock);
 
     running_frames = &frame;
-    while (ran < budget && (ignore_stop || !io__context_is_stopped(s->ctx))
+    while (ran < budget && (run->ignore_stop || !io__context_is_stopped(s->ctx))
            && (t = io_task_queue_pop(&batch)) != NULL) {
-        if (t->kind == IO_TASK_WRITE) {
-            io__write_op_complete(t, &spent_writes);
-        } else {
-            node = io_container_of(t, struct io_handler_node, task);
-            node->fn(node->arg);
-            io_task_queue_push(&spent, t);
-        }
-        ran++;
+        bool own_node = t->type == &io_handler_node_type;
+
+        ran += t->type->run(t, &one);
+        io_task_queue_push(own_node ? &spent : &ended, t);
     }
     running_frames = frame.outer;
-    io__write_ops_recycle(&spent_writes);
+    io_task_queue_recycle(&ended);
 
     pthread_mutex_lock(&s->lock);
     io_task_queue_prepend(&s->handlers, &batch);
@@ -191,7 +211,7 @@ size_t io__strand_run(io_strand *s, size_t budget, bool ignore_stop, bool *reque
     pthread_mutex_unlock(&s->lock);
 
     io__handler_nodes_free(&spent);
-    *requeue = !emptied;
+    run->again = !emptied;
     if (emptied)
         io__strand_release(s);
     return ran;

@@ -3,14 +3,14 @@
  * how far the kernel has got through it.
  *
  * Memory: one allocation per op, with room for IO_OP_INLINE_IOVS buffers
- * at least; an op that small is recycled through its descriptor's cache
- * (descriptor.c), so steady-state writes of a few buffers allocate nothing.
+ * at least; an op that small is recycled by its descriptor, so that
+ * steady-state writes of a few buffers allocate nothing.
  *
  * Data and locking: an op belongs to its descriptor's queue and is touched
  * under d->lock, except by the worker that gathered it into a system call,
- * which reads its buffers without the lock while op->in_flight is set
- * (nobody else moves an in-flight op).  After completion it belongs to
- * the strand that runs its handler.  No locks here.
+ * which reads its buffers without the lock while the op is IN_CALL
+ * (nobody else moves such an op).  After it ends it belongs to the strand
+ * that runs its handler.  No locks here; op_queue.c owns op->state.
  */
 #include <stdint.h>
 #include <string.h>
@@ -46,7 +46,7 @@ void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t 
     size_t capacity = op->iov_capacity, total = 0;
 
     *op = (struct io_write_op){
-        .task = { NULL, IO_TASK_WRITE },
+        .state = IO_OP_NEW,
         .handler = handler,
         .arg = arg,
         .write_all = write_all,

@@ -1,0 +1,259 @@
+/*
+ * op_queue.c - a descriptor's pending writes: their queue, their states,
+ * and how each one ends.
+ *
+ * Data and locking: every function here is called with d->lock held and
+ * touches d->ops (pending ops in start order), d->completed (ops that have
+ * ended, not yet on the strand), d->queued_bytes, and each pending op's
+ * state, progress and cancel signal.
+ *
+ * Every change of an op's state goes through op_step(), and every source
+ * of completion is one of its inputs: the worker's system call returning
+ * or failing, a cancel of the descriptor (cancel, close, release, context
+ * shutdown), an emit of the op's cancel signal, and the initiating call
+ * itself (a closed descriptor, a context shutting down, nothing to write).
+ * An op in a worker's system call is never taken out by another thread:
+ * a cancel only moves it to an IN_CALL_CANCEL* state, and the worker's
+ * input when the call returns ends it.  So every op ends exactly once,
+ * and in one place.
+ *
+ * Ended ops are handed to the strand with d->lock still held, so that
+ * they reach it in the order the lock saw them: handed over after
+ * unlocking, a worker's completions could be overtaken by those of the
+ * next worker's turn, and handlers would run out of start order.
+ */
+#include <errno.h>
+#include <limits.h>
+
+#include "internal.h"
+
+enum op_event {
+    OP_AT_HEAD,             /* first in line, no call holds it */
+    OP_GATHERED,            /* taken into the worker's next system call */
+    OP_CALL_RETURNED,       /* that call returned; its bytes are credited */
+    OP_CALL_FAILED,         /* that call failed, and the error is this op's */
+    OP_CANCEL,              /* end with the error now, or when its call returns */
+    OP_CANCEL_IF_UNTOUCHED, /* the same, only while no byte of it is written */
+};
+
+struct op_input {
+    enum op_event event;
+    int error;              /* with OP_CALL_FAILED and the cancels */
+};
+
+static struct io_write_op *op_of(struct io_task *t)
+{
+    return io_container_of(t, struct io_write_op, task);
+}
+
+static bool is_in_call(const struct io_write_op *op)
+{
+    return op->state == IO_OP_IN_CALL || op->state == IO_OP_IN_CALL_CANCEL_IF_UNTOUCHED
+           || op->state == IO_OP_IN_CALL_CANCEL;
+}
+
+/* Whether a cancel requested while op was in its call wins now that the
+ * call has returned (and op is not finished). */
+static bool cancel_wins(const struct io_write_op *op)
+{
+    return op->state == IO_OP_IN_CALL_CANCEL
+           || (op->state == IO_OP_IN_CALL_CANCEL_IF_UNTOUCHED && op->done == 0);
+}
+
+/* Takes op out of d->ops (unless it was never queued) and records its
+ * result.  prev is the op before it, NULL at the head. */
+static void end(io_descriptor *d, struct io_task *prev, struct io_write_op *op, int error)
+{
+    struct io_task *t = &op->task;
+
+    if (op->state != IO_OP_NEW) {
+        if (prev == NULL)
+            d->ops.head = t->next;
+        else
+            prev->next = t->next;
+        if (d->ops.tail == t)
+            d->ops.tail = prev;
+        atomic_fetch_sub(&d->queued_bytes, op->total - op->done);
+    }
+    op->state = IO_OP_DONE;
+    op->error = error;
+    if (op->cancel != NULL) {
+        /* Free for reuse once the op is complete, already inside its
+         * handler. */
+        io__cancel_signal_detach(op->cancel);
+        op->cancel = NULL;
+    }
+    io_task_queue_push(&d->completed, t);
+}
+
+/* Ends op with the cancel's error now or, when it is in a system call,
+ * marks it to end so when the call returns. */
+static bool cancel(io_descriptor *d, struct io_task *prev, struct io_write_op *op,
+                   struct op_input in)
+{
+    if (!is_in_call(op)) {
+        end(d, prev, op, in.error);
+        return true;
+    }
+    op->state = in.event == OP_CANCEL ? IO_OP_IN_CALL_CANCEL : IO_OP_IN_CALL_CANCEL_IF_UNTOUCHED;
+    op->error = in.error;
+    return false;
+}
+
+/*
+ * The op state machine (the states are described at enum io_op_state).
+ * prev is the op before op in d->ops (NULL at the head, or when op is
+ * NEW).  Returns true when op has ended and left d->ops.
+ */
+static bool op_step(io_descriptor *d, struct io_task *prev, struct io_write_op *op,
+                    struct op_input in)
+{
+    switch (in.event) {
+    case OP_AT_HEAD:
+        if (!io__write_op_is_finished(op))
+            return false;
+        end(d, prev, op, 0);    /* it asked for no byte: no system call */
+        return true;
+    case OP_GATHERED:
+        op->state = IO_OP_IN_CALL;
+        return false;
+    case OP_CALL_RETURNED:
+        if (io__write_op_is_finished(op))
+            end(d, prev, op, 0);
+        else if (cancel_wins(op))
+            end(d, prev, op, op->error);
+        else
+            op->state = IO_OP_QUEUED;
+        return op->state == IO_OP_DONE;
+    case OP_CALL_FAILED:
+        /* A cancel requested meanwhile wins over the call's error. */
+        end(d, prev, op, cancel_wins(op) ? op->error : in.error);
+        return true;
+    case OP_CANCEL_IF_UNTOUCHED:
+        if (op->done > 0 || op->state == IO_OP_IN_CALL_CANCEL)
+            return false;
+        return cancel(d, prev, op, in);
+    case OP_CANCEL:
+        return cancel(d, prev, op, in);
+    }
+    return false;
+}
+
+void io__op_queue_push_locked(io_descriptor *d, struct io_write_op *op)
+{
+    op->state = IO_OP_QUEUED;
+    io_task_queue_push(&d->ops, &op->task);
+    atomic_fetch_add(&d->queued_bytes, op->total);
+}
+
+void io__op_queue_end_at_once_locked(io_descriptor *d, struct io_write_op *op, int error)
+{
+    struct op_input in = { error != 0 ? OP_CANCEL : OP_AT_HEAD, error };
+
+    op_step(d, NULL, op, in);
+}
+
+void io__op_queue_end_finished_head_locked(io_descriptor *d)
+{
+    static const struct op_input at_head = { OP_AT_HEAD, 0 };
+
+    while (d->ops.head != NULL && op_step(d, NULL, op_of(d->ops.head), at_head))
+        ;
+}
+
+struct io_gathered io__op_queue_gather_locked(io_descriptor *d, struct iovec *vec,
+                                              size_t budget, bool one_op)
+{
+    static const struct op_input gathered = { OP_GATHERED, 0 };
+    struct io_gathered g = { 0, 0, 0 };
+
+    for (struct io_task *t = d->ops.head; t != NULL && g.buffers < IOV_MAX && g.bytes < budget;
+         t = t->next) {
+        struct io_write_op *op = op_of(t);
+
+        g.buffers += io__write_op_gather(op, vec + g.buffers, IOV_MAX - g.buffers,
+                                         budget - g.bytes);
+        g.bytes += op->gathered;
+        op_step(d, NULL, op, gathered);
+        g.ops++;
+        /* No op's bytes may follow a part of another's. */
+        if (one_op || op->gathered < op->total - op->done)
+            break;
+    }
+    return g;
+}
+
+void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result result)
+{
+    struct io_task *prev = NULL, *t = d->ops.head, *next;
+    size_t written = result.written;
+    /* A failed call is the head op's: the ops behind it got no chance. */
+    struct op_input in = { result.error != 0 ? OP_CALL_FAILED : OP_CALL_RETURNED, result.error };
+
+    /* The ops of the call are at the head, in the order they were given
+     * to it; only the worker that made the call moves them. */
+    for (; t != NULL && is_in_call(op_of(t)); t = next) {
+        struct io_write_op *op = op_of(t);
+        size_t take = written < op->gathered ? written : op->gathered;
+
+        next = t->next;
+        written -= take;
+        io__write_op_advance(op, take);
+        atomic_fetch_sub(&d->queued_bytes, take);
+        op->gathered = 0;
+        if (!op_step(d, prev, op, in))
+            prev = t;
+        in = (struct op_input){ OP_CALL_RETURNED, 0 };
+    }
+}
+
+void io__op_queue_cancel_all_locked(io_descriptor *d, int error)
+{
+    struct op_input in = { OP_CANCEL, error };
+    struct io_task *prev = NULL, *t = d->ops.head, *next;
+
+    for (; t != NULL; t = next) {
+        next = t->next;
+        if (!op_step(d, prev, op_of(t), in))
+            prev = t;
+    }
+}
+
+/*
+ * An emit, by the kind of op.  async_write_some: any type cancels it while
+ * none of its bytes has been written, wherever the emit lands (queued, or
+ * in a call that then writes nothing of it); after that, emit has no
+ * effect.  async_write: IO_CANCEL_TERMINAL or IO_CANCEL_PARTIAL stop it
+ * before its next system call (a call under way finishes and the handler
+ * gets the bytes so far); IO_CANCEL_TOTAL only while no byte of it has
+ * been written.
+ */
+void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type)
+{
+    const unsigned all = IO_CANCEL_TERMINAL | IO_CANCEL_PARTIAL | IO_CANCEL_TOTAL;
+    struct op_input in = { OP_CANCEL_IF_UNTOUCHED, ECANCELED };
+    struct io_task *prev = NULL;
+
+    if ((type & all) == 0)
+        return;
+    if (op->write_all && (type & (IO_CANCEL_TERMINAL | IO_CANCEL_PARTIAL)) != 0)
+        in.event = OP_CANCEL;
+    for (struct io_task *t = d->ops.head; t != &op->task; t = t->next)
+        prev = t;
+    op_step(d, prev, op, in);
+}
+
+void io__op_queue_hand_over_locked(io_descriptor *d)
+{
+    size_t n = 0;
+
+    for (struct io_task *t = d->completed.head; t != NULL; t = t->next)
+        n++;
+    if (n == 0)
+        return;
+    io__strand_push_completions(d->strand, &d->completed);
+    atomic_fetch_add_explicit(&d->ctx->stats.ops_completed, n, memory_order_relaxed);
+    /* After the push: the strand holds a unit of work of its own now, so
+     * the count cannot touch zero in between and stop the context. */
+    io__context_finish_work(d->ctx, n);
+}

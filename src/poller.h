@@ -1,0 +1,70 @@
+/*
+ * poller.h - the seam between the workers and the kernel's readiness
+ * interface: how a worker waits until a descriptor that would block is
+ * writable again.
+ *
+ * A poller knows watches, not descriptors: a watch is an fd to wait on
+ * for POLLOUT, a link, and the turn a worker gives it once it is writable.
+ * The workers (worker.c) keep the leader/follower logic and the spin watch
+ * above this seam; one backend below it is compiled in, chosen at build
+ * time (CMake option IOCTX_POLLER):
+ *   poller_poll.c   poll() on the wake-up eventfd plus every armed fd,
+ *                   rebuilt at each wait (portable; the default).
+ *
+ * Locking: every function but io__poller_wake is called with the workers'
+ * lock held, which guards the poller's set of armed watches.
+ * io__poller_wait_locked is called by one thread at a time (the workers'
+ * leader) and releases that lock while it blocks.  io__poller_wake may be
+ * called from any thread, with or without locks.
+ */
+#ifndef IOCTX_POLLER_H
+#define IOCTX_POLLER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/uio.h>
+
+#include "task_queue.h"
+
+struct io_watch {
+    struct io_task link;        /* in the workers' ready queue or the poller's set */
+    int fd;                     /* its owner changes it only while no worker holds it */
+    atomic_bool urgent;         /* its owner waits for the workers to let go */
+    /* A worker's turn on it, with no lock held; scratch holds IOV_MAX
+     * entries.  The turn hands the watch back to the workers (schedule,
+     * park) or lets it go. */
+    void (*turn)(struct io_watch *w, struct iovec *scratch);
+};
+
+struct io_poller;
+
+/* 0, or an errno value (the wake-up fd could not be made, ENOMEM). */
+int io__poller_create(struct io_poller **out);
+void io__poller_free(struct io_poller *p);
+
+/* Starts waiting for w's fd to become writable. */
+void io__poller_arm_locked(struct io_poller *p, struct io_watch *w);
+
+/* Stops waiting for w: true when it was armed and no longer is; false
+ * when it is not armed, or a wait in progress holds it (that wait then
+ * returns it as ready if w->urgent is set). */
+bool io__poller_disarm_locked(struct io_poller *p, struct io_watch *w);
+
+bool io__poller_has_armed_locked(const struct io_poller *p);
+
+/*
+ * Waits until an armed watch is writable (or in error, or urgent), until
+ * io__poller_wake, or for timeout_ms (-1: no limit; 0: only looks), with
+ * *lock released meanwhile.  Appends the watches that are ready to ready,
+ * in no particular order, and returns how many; the rest stay armed.  A
+ * watch armed during the wait is seen by the next one (the arming thread
+ * wakes this one).
+ */
+size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int timeout_ms,
+                            struct io_task_queue *ready);
+
+/* Makes the wait in progress, or else the next one, return soon. */
+void io__poller_wake(struct io_poller *p);
+
+#endif /* IOCTX_POLLER_H */
