@@ -23,8 +23,8 @@
  *   - All functions are thread-safe, except each *_destroy, which must not
  *     race with any other call on that same object.
  *
- * The full contract is the project's API.md; this header follows it name
- * for name.
+ * Each function's comment below says the rest: what it does, its errors,
+ * its thread-safety, where its handler runs, and its Asio counterpart.
  */
 #ifndef IOCTX_H
 #define IOCTX_H

@@ -11,7 +11,7 @@ set -uo pipefail
 IOCTX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$IOCTX_ROOT/scripts/lib.sh"
 
-# valgrind: the shutdown suite also runs under it (rule 17: no leak).
+# valgrind: the shutdown suite also runs under it (destroy must leak nothing).
 ensure_packages "${IOCTX_BUILD_PACKAGES[@]}" valgrind || { echo "error: could not install build dependencies" >&2; exit 1; }
 
 # Any report makes the process fail, so that ctest sees it.
