@@ -87,7 +87,7 @@ static void end(io_descriptor *d, struct io_task *prev, struct io_write_op *op, 
 }
 
 /* Ends op with the cancel's error now or, when it is in a system call,
- * marks it to end so when the call returns. */
+ * marks it to end with that error when the call returns. */
 static bool cancel(io_descriptor *d, struct io_task *prev, struct io_write_op *op,
                    struct op_input in)
 {
