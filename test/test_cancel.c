@@ -4,13 +4,15 @@
  * an async_write, before, during and after their system calls; and the
  * queue around a cancelled write keeps its order.
  *
- * Two ways to pin down when an op is inside a worker's system call:
+ * Ways to pin down when an op is inside a worker's system call:
  *   - a "held" worker: with one worker, a pipe whose O_NONBLOCK the test
  *     clears behind the library's back keeps the worker blocked in writev
  *     until the test reads it, so nothing else can be in flight;
  *   - a small pipe nobody reads: once it is full, the op at its head has
  *     written exactly what the pipe holds, whether or not the emit lands
- *     during the worker's last call (the outcome is the same).
+ *     during the worker's last call (the outcome is the same);
+ *   - a gated sendmsg (tu_gate_next_sendmsg): the worker stops inside the
+ *     wrapper of its sendmsg until the test has emitted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -397,6 +399,96 @@ START_TEST(emit_during_the_write_call_does_not_end_the_op_early)
 }
 END_TEST
 
+/* An async_write_some of "abc" with a cancel signal on a socketpair whose
+ * worker is held inside the wrapper of sendmsg, before the real call,
+ * until the test has emitted. */
+struct gated_write {
+    struct tu_stream io;
+    io_cancel_signal *sig;
+    struct tu_call_gate gate;
+    struct tu_latch handled;
+    struct tu_result r;
+    struct tu_runner runner;
+    size_t filled;              /* what the test put in the socket first */
+    bool entered;               /* the worker came into sendmsg in time */
+    bool handled_in_time;       /* and the handler ran in time after the emit */
+};
+
+/* full: the socket's send buffer is filled first, so that the real
+ * sendmsg returns EAGAIN without writing a byte. */
+static void emit_during_sendmsg(struct gated_write *g, unsigned type, bool full)
+{
+    tu_stream_open(&g->io, TU_SMALL_SOCKETPAIR, 1);
+    g->filled = full ? tu_fill_socket(g->io.fd) : 0;
+    g->sig = tu_new_signal();
+    tu_latch_init(&g->handled, 1);
+    tu_results_init(&g->r, 1);
+    g->r.done = &g->handled;
+    tu_gate_next_sendmsg(g->io.fd, &g->gate);
+    ck_assert_int_eq(tu_start_write(g->io.d, false, "abc", 3, &g->r, g->sig), 0);
+    tu_runner_start(&g->runner, g->io.ctx, io_context_run, NULL);
+
+    g->entered = tu_latch_wait_for(&g->gate.entered, TU_WAIT_S);
+    tu_ungate_sendmsg();
+    if (g->entered)
+        io_cancel_signal_emit(g->sig, type);
+    tu_latch_count_down(&g->gate.released);
+    g->handled_in_time = g->entered && tu_latch_wait_for(&g->handled, TU_WAIT_S);
+
+    /* Let go of an op that may be parked for good, so that the test ends
+     * either way: destroy completes whatever is pending. */
+    io_context_stop(g->io.ctx);
+    tu_runner_join(&g->runner);
+    tu_destroy_context(g->io.ctx);
+    io_cancel_signal_destroy(g->sig);
+    tu_latch_destroy(&g->handled);
+    tu_latch_destroy(&g->gate.entered);
+    tu_latch_destroy(&g->gate.released);
+    ck_assert_msg(g->entered, "the worker made no sendmsg call within %d s", TU_WAIT_S);
+}
+
+/*
+ * An emit of any type on an async_write_some whose sendmsg is under way
+ * but has not written a byte must still cancel it: the call returns
+ * EAGAIN (the socket is full), so none of the op's bytes were written,
+ * and the op completes with ECANCELED and 0 bytes instead of waiting for
+ * room that never comes (the reader never reads).  One loop iteration
+ * per cancellation type.
+ */
+START_TEST(emit_during_a_sendmsg_that_would_block_cancels_write_some)
+{
+    struct gated_write g;
+    unsigned type = cancel_types[_i];
+
+    emit_during_sendmsg(&g, type, true);
+    ck_assert_msg(g.handled_in_time, "type %u: emitted while sendmsg was under way, the call "
+                  "wrote nothing, and no handler ran within %d s: the emit was lost",
+                  type, TU_WAIT_S);
+    tu_assert_result(&g.r, ECANCELED, 0);
+    /* Nothing of the op reached the reader, only what filled the socket. */
+    ck_assert_uint_eq(tu_read_until_eof(g.io.peer, NULL, 0), g.filled);
+    close(g.io.peer);
+}
+END_TEST
+
+/* The same emit when the sendmsg does write (the socket has room): the
+ * op's bytes are written, so the emit has no effect and the op completes
+ * normally with them. */
+START_TEST(emit_during_a_sendmsg_that_writes_has_no_effect)
+{
+    struct gated_write g;
+    unsigned type = cancel_types[_i];
+    unsigned char got[4];
+
+    emit_during_sendmsg(&g, type, false);
+    ck_assert_msg(g.handled_in_time, "type %u: no handler within %d s", type, TU_WAIT_S);
+    tu_assert_result(&g.r, 0, 3);
+    ck_assert_uint_eq(tu_read_until_eof(g.io.peer, got, sizeof(got)), 3);
+    ck_assert(memcmp(got, "abc", 3) == 0);
+    close(g.io.peer);
+}
+END_TEST
+
 #define RACE_OPS 3000
 #define RACE_MAX 8192
 
@@ -507,6 +599,8 @@ END_TEST
 
 void tu_add_tests(Suite *s)
 {
+    TCase *tc;
+
     tu_add_tcase(s, "signals", TU_TESTS(create_and_null_arguments,
                                         busy_while_attached_free_after_completion,
                                         emit_from_a_handler_and_destroy_while_attached));
@@ -515,5 +609,10 @@ void tu_add_tests(Suite *s)
                                       terminal_and_partial_stop_a_started_write_with_its_bytes,
                                       total_cancels_only_a_write_with_no_byte_written,
                                       emit_during_the_write_call_does_not_end_the_op_early));
+    /* One test case each, so that CK_RUN_CASE picks either. */
+    tc = tu_add_tcase(s, "emit during a sendmsg that writes", TU_TESTS(NULL));
+    tcase_add_loop_test(tc, emit_during_a_sendmsg_that_writes_has_no_effect, 0, 3);
+    tc = tu_add_tcase(s, "emit during a sendmsg that would block", TU_TESTS(NULL));
+    tcase_add_loop_test(tc, emit_during_a_sendmsg_that_would_block_cancels_write_some, 0, 3);
     tu_add_tcase(s, "races", TU_TESTS(emit_racing_the_worker_loses_and_repeats_nothing));
 }

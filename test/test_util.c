@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "test_util.h"
 
@@ -19,6 +20,9 @@ _Thread_local bool tu_inside_run;
 
 static atomic_int write_calls;            /* writev and sendmsg, any thread */
 static atomic_int app_thread_write_calls; /* those made on a test thread */
+
+static atomic_int gated_fd = -1;
+static struct tu_call_gate *_Atomic sendmsg_gate;
 
 extern ssize_t __real_writev(int fd, const struct iovec *iov, int iovcnt);
 extern ssize_t __real_sendmsg(int fd, const struct msghdr *msg, int flags);
@@ -40,8 +44,28 @@ ssize_t __wrap_writev(int fd, const struct iovec *iov, int iovcnt)
 
 ssize_t __wrap_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+    struct tu_call_gate *g;
+
     count_write_call();
+    /* One call only: the gate is taken by the first that passes it. */
+    if (fd == atomic_load(&gated_fd) && (g = atomic_exchange(&sendmsg_gate, NULL)) != NULL) {
+        tu_latch_count_down(&g->entered);
+        tu_latch_wait(&g->released);
+    }
     return __real_sendmsg(fd, msg, flags);
+}
+
+void tu_gate_next_sendmsg(int fd, struct tu_call_gate *g)
+{
+    tu_latch_init(&g->entered, 1);
+    tu_latch_init(&g->released, 1);
+    atomic_store(&gated_fd, fd);
+    atomic_store(&sendmsg_gate, g);
+}
+
+void tu_ungate_sendmsg(void)
+{
+    atomic_store(&sendmsg_gate, NULL);
 }
 
 int tu_write_calls(void)
@@ -70,8 +94,15 @@ size_t tu_run_marked(size_t (*run)(io_context *), io_context *ctx)
 
 void tu_latch_init(struct tu_latch *l, unsigned count)
 {
+    pthread_condattr_t attr;
+
+    /* A deadline on the monotonic clock: a change of the wall clock must
+     * not make a bounded wait end early or late. */
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->cond, NULL);
+    pthread_cond_init(&l->cond, &attr);
+    pthread_condattr_destroy(&attr);
     l->count = count;
 }
 
@@ -89,6 +120,21 @@ void tu_latch_wait(struct tu_latch *l)
     while (l->count > 0)
         pthread_cond_wait(&l->cond, &l->lock);
     pthread_mutex_unlock(&l->lock);
+}
+
+bool tu_latch_wait_for(struct tu_latch *l, unsigned seconds)
+{
+    struct timespec deadline;
+    bool open;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += seconds;
+    pthread_mutex_lock(&l->lock);
+    while (l->count > 0 && pthread_cond_timedwait(&l->cond, &l->lock, &deadline) != ETIMEDOUT)
+        ;
+    open = l->count == 0;
+    pthread_mutex_unlock(&l->lock);
+    return open;
 }
 
 void tu_latch_destroy(struct tu_latch *l)
@@ -254,6 +300,26 @@ void tu_small_socketpair(int sv[2])
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
     ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &one, sizeof(one)), 0);
+}
+
+size_t tu_fill_socket(int fd)
+{
+    static const unsigned char chunk[512];
+    size_t sent = 0;
+
+    ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    for (;;) {
+        ssize_t n = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+
+        if (n > 0) {
+            sent += (size_t)n;
+        } else {
+            ck_assert_msg(n < 0 && (errno == EAGAIN || errno == EINTR), "send: %s",
+                          n == 0 ? "0 bytes" : strerror(errno));
+            if (errno == EAGAIN)
+                return sent;
+        }
+    }
 }
 
 void tu_make_blocking(int fd)
@@ -630,6 +696,8 @@ void tu_record(void *arg, int error, size_t bytes)
     if (r->destroy != NULL)
         io_descriptor_destroy(r->destroy);
     atomic_fetch_add(&r->calls, 1);
+    if (r->done != NULL)
+        tu_latch_count_down(r->done);
 }
 
 int tu_start_write(io_descriptor *d, bool all, const void *data, size_t len,

@@ -9,7 +9,8 @@
  * Every suite is linked with writev and sendmsg wrapped (-Wl,--wrap): the
  * wrappers in test_util.c count the write system calls the library makes,
  * and those made on a thread the test owns (there must be none: run
- * threads never write to a descriptor, only workers do).
+ * threads never write to a descriptor, only workers do), and can hold a
+ * worker inside sendmsg until the test lets it go.
  */
 #ifndef IOCTX_TEST_UTIL_H
 #define IOCTX_TEST_UTIL_H
@@ -33,6 +34,10 @@
 /* Generous: TSan builds run these an order of magnitude slower, and the
  * test build multiplies it again (CK_TIMEOUT_MULTIPLIER). */
 #define TU_TIMEOUT_S 60
+
+/* How long a test waits for something that takes microseconds when the
+ * library is right, before it says what did not happen. */
+#define TU_WAIT_S 10
 
 /* ------------------------------------------------------------------ */
 /* small things                                                        */
@@ -90,7 +95,23 @@ struct tu_latch {
 void tu_latch_init(struct tu_latch *l, unsigned count);
 void tu_latch_count_down(struct tu_latch *l);
 void tu_latch_wait(struct tu_latch *l);
+/* As tu_latch_wait, for at most seconds; false if the count is not 0 by
+ * then.  For what a broken library would never do: the test can then
+ * clean up and fail with a message instead of hanging. */
+bool tu_latch_wait_for(struct tu_latch *l, unsigned seconds);
 void tu_latch_destroy(struct tu_latch *l);
+
+/* Holds the next sendmsg on fd inside the wrapper, before the real call:
+ * the calling worker counts down entered, then waits for released.  So a
+ * test knows the worker is inside the system call, and can act then. */
+struct tu_call_gate {
+    struct tu_latch entered;
+    struct tu_latch released;
+};
+
+void tu_gate_next_sendmsg(int fd, struct tu_call_gate *g);
+/* Takes the gate away if no sendmsg has passed it yet. */
+void tu_ungate_sendmsg(void);
 
 /* ------------------------------------------------------------------ */
 /* other threads' state, from /proc                                    */
@@ -154,6 +175,10 @@ void tu_stream_close(struct tu_stream *s);
 /* sv[0] for the descriptor, sv[1] for the reader; the kernel raises the
  * requested 1 byte of send and receive buffer to its minimum, a few KiB. */
 void tu_small_socketpair(int sv[2]);
+
+/* Fills the send buffer of socket fd (made non-blocking) with plain
+ * send() until the kernel says EAGAIN.  Returns the bytes sent. */
+size_t tu_fill_socket(int fd);
 
 /* Clears O_NONBLOCK behind the library's back: a worker's write then
  * blocks until a reader makes room. */
@@ -301,6 +326,7 @@ struct tu_result {
     const io_strand *on_strand;     /* must be running in the handler */
     const io_strand *off_strand;    /* must not be running in the handler */
     io_descriptor *destroy;         /* the handler destroys it */
+    struct tu_latch *done;          /* counted down after each run */
 };
 
 /* r[0..n-1], indexed 0..n-1, logged to log when it is not NULL. */
