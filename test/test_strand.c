@@ -108,6 +108,13 @@ static void run_in_order(struct order_log *log, int n)
     assert_ran_in_order(log, n);
 }
 
+/* For a log whose strand the test has not destroyed. */
+static void destroy_log(struct order_log *log)
+{
+    io_strand_destroy(log->strand);
+    io_context_destroy(log->ctx);
+}
+
 START_TEST(post_never_runs_inline_and_keeps_fifo)
 {
     struct order_log log;
@@ -120,8 +127,7 @@ START_TEST(post_never_runs_inline_and_keeps_fifo)
     run_in_order(&log, 5);
     ck_assert(!io_strand_running_in_this_thread(log.strand));
     io_strand_destroy(log.other_strand);
-    io_strand_destroy(log.strand);
-    io_context_destroy(log.ctx);
+    destroy_log(&log);
 }
 END_TEST
 
@@ -137,8 +143,7 @@ START_TEST(run_one_and_poll_one_run_one_strand_handler)
     ck_assert_int_eq(tu_int(&log.count), 2);
     ck_assert_uint_eq(io_context_poll(log.ctx), 2);
     assert_ran_in_order(&log, 4);
-    io_strand_destroy(log.strand);
-    io_context_destroy(log.ctx);
+    destroy_log(&log);
 }
 END_TEST
 
@@ -280,8 +285,7 @@ START_TEST(stop_inside_a_strand_leaves_the_rest_queued_in_order)
     io_context_restart(log.ctx);
     ck_assert_uint_eq(io_context_run(log.ctx), 4);
     assert_ran_in_order(&log, 5);
-    io_strand_destroy(log.strand);
-    io_context_destroy(log.ctx);
+    destroy_log(&log);
 }
 END_TEST
 
