@@ -1,62 +1,26 @@
 /*
- * test_context.c - io_context: rules 1, 4, 5, 6, 7, 13, the worker threads
- * of rule 20, and the handler half of rule 17, as a user sees them (return values, counts, which thread a
- * handler ran on, how often it ran).
+ * test_context.c - io_context as a user sees it: what the calls return,
+ * how many handlers run and on which thread (only inside run, poll and
+ * destroy, never inside post), run and poll with and without work, stop,
+ * restart and work counting, concurrent posts and runs, idle workers
+ * waiting in poll(), and destroy running every queued handler.
  */
 #include <dirent.h>
 #include <errno.h>
 
 #include "alloc.h"
-#include "ioctx.h"
 #include "test_util.h"
-
-/* Set by the test around its own run/poll calls: a handler that finds it
- * clear ran somewhere it must not (rule 5). */
-static _Thread_local bool inside_run_call;
-
-struct counter {
-    atomic_int calls;
-    atomic_int outside_run;
-};
-
-static void count_call(void *arg)
-{
-    struct counter *c = arg;
-
-    atomic_fetch_add(&c->calls, 1);
-    if (!inside_run_call)
-        atomic_fetch_add(&c->outside_run, 1);
-}
-
-static size_t run_marked(size_t (*run)(io_context *), io_context *ctx)
-{
-    size_t n;
-
-    inside_run_call = true;
-    n = run(ctx);
-    inside_run_call = false;
-    return n;
-}
-
-static io_context *new_context(void)
-{
-    io_context *ctx = NULL;
-
-    ck_assert_int_eq(io_context_create(&ctx, NULL), 0);
-    ck_assert_ptr_nonnull(ctx);
-    return ctx;
-}
 
 START_TEST(null_arguments_give_einval)
 {
     io_context_options opts = { .worker_threads = 2 };
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
     io_context_stats stats;
 
     ck_assert_int_eq(io_context_create(NULL, NULL), EINVAL);
     ck_assert_int_eq(io_context_create(NULL, &opts), EINVAL);
-    ck_assert_int_eq(io_context_post(NULL, count_call, &c), EINVAL);
+    ck_assert_int_eq(io_context_post(NULL, tu_count, &c), EINVAL);
     ck_assert_int_eq(io_context_post(ctx, NULL, &c), EINVAL);
     /* A refused post never runs anything and counts as no work. */
     ck_assert_uint_eq(io_context_poll(ctx), 0);
@@ -95,12 +59,12 @@ START_TEST(create_accepts_options_and_zero_workers)
 }
 END_TEST
 
-/* Rules 1 and 4: ENOMEM, with nothing half made and nothing run for the
+/* ENOMEM, with nothing half made and nothing run for the
  * refused call; the context keeps working. */
 START_TEST(out_of_memory_gives_enomem_and_loses_nothing)
 {
     size_t baseline = io__alloc_live();
-    struct counter c = { 0 };
+    struct tu_counter c = { 0 };
     io_context *ctx = NULL;
 
     io__alloc_fail_after(1);
@@ -108,13 +72,13 @@ START_TEST(out_of_memory_gives_enomem_and_loses_nothing)
     ck_assert_ptr_null(ctx);
     ck_assert_uint_eq(io__alloc_live(), baseline);
 
-    ctx = new_context();
+    ctx = tu_new_default_context();
     io__alloc_fail_after(1);
-    ck_assert_int_eq(io_context_post(ctx, count_call, &c), ENOMEM);
+    ck_assert_int_eq(io_context_post(ctx, tu_count, &c), ENOMEM);
     ck_assert_uint_eq(io_context_poll(ctx), 0);
     ck_assert_int_eq(tu_int(&c.calls), 0);
     io_context_restart(ctx);
-    ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
+    ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
     ck_assert_uint_eq(io_context_run(ctx), 1);
     ck_assert_int_eq(tu_int(&c.calls), 1);
     io_context_destroy(ctx);
@@ -122,23 +86,30 @@ START_TEST(out_of_memory_gives_enomem_and_loses_nothing)
 }
 END_TEST
 
+/* None of the n handlers counted by c has run yet; one run call runs
+ * them all, on this thread, inside run.  Then destroys ctx. */
+static void run_posted_handlers(io_context *ctx, struct tu_counter *c, int n)
+{
+    ck_assert_int_eq(tu_int(&c->calls), 0);
+    ck_assert_uint_eq(tu_run_marked(io_context_run, ctx), n);
+    ck_assert_int_eq(tu_int(&c->calls), n);
+    ck_assert_int_eq(tu_int(&c->outside_run), 0);
+    io_context_destroy(ctx);
+}
+
 START_TEST(post_never_runs_the_handler_inside_post)
 {
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
 
-    ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
-    ck_assert_int_eq(tu_int(&c.calls), 0);
-    ck_assert_uint_eq(run_marked(io_context_run, ctx), 1);
-    ck_assert_int_eq(tu_int(&c.calls), 1);
-    ck_assert_int_eq(tu_int(&c.outside_run), 0);
-    io_context_destroy(ctx);
+    ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
+    run_posted_handlers(ctx, &c, 1);
 }
 END_TEST
 
 struct poster_arg {
     io_context *ctx;
-    struct counter *counter;
+    struct tu_counter *counter;
     int posts;
     int refused;
 };
@@ -148,34 +119,30 @@ static void *post_from_thread(void *p)
     struct poster_arg *a = p;
 
     for (int i = 0; i < a->posts; i++)
-        if (io_context_post(a->ctx, count_call, a->counter) != 0)
+        if (io_context_post(a->ctx, tu_count, a->counter) != 0)
             a->refused++;
     return NULL;
 }
 
-/* Rule 5 with the post made on another thread: the handler runs on the
- * thread inside run, never on the thread that posted. */
+/* The post made on another thread: the handler runs on the thread
+ * inside run, never on the thread that posted. */
 START_TEST(handlers_run_only_on_threads_inside_run)
 {
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
     struct poster_arg a = { ctx, &c, 1000, 0 };
     pthread_t t;
 
     ck_assert_int_eq(pthread_create(&t, NULL, post_from_thread, &a), 0);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
     ck_assert_int_eq(a.refused, 0);
-    ck_assert_int_eq(tu_int(&c.calls), 0);
-    ck_assert_uint_eq(run_marked(io_context_run, ctx), 1000);
-    ck_assert_int_eq(tu_int(&c.calls), 1000);
-    ck_assert_int_eq(tu_int(&c.outside_run), 0);
-    io_context_destroy(ctx);
+    run_posted_handlers(ctx, &c, 1000);
 }
 END_TEST
 
 START_TEST(run_without_work_returns_zero_and_stops)
 {
-    io_context *ctx = new_context();
+    io_context *ctx = tu_new_default_context();
 
     ck_assert_uint_eq(io_context_run(ctx), 0);
     ck_assert(io_context_stopped(ctx));
@@ -195,12 +162,12 @@ END_TEST
 
 START_TEST(run_returns_the_number_of_handlers_it_ran)
 {
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
     io_context_stats stats;
 
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
+        ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
     ck_assert_uint_eq(io_context_run(ctx), 10);
     ck_assert_int_eq(tu_int(&c.calls), 10);
     /* As in Asio, running out of work leaves the context stopped. */
@@ -218,13 +185,13 @@ END_TEST
 
 START_TEST(run_one_runs_exactly_one)
 {
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
 
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
+        ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
     for (int i = 1; i <= 3; i++) {
-        ck_assert_uint_eq(run_marked(io_context_run_one, ctx), 1);
+        ck_assert_uint_eq(tu_run_marked(io_context_run_one, ctx), 1);
         ck_assert_int_eq(tu_int(&c.calls), i);
     }
     ck_assert_int_eq(tu_int(&c.outside_run), 0);
@@ -253,9 +220,9 @@ static void post_next_link(void *arg)
 
 START_TEST(poll_runs_ready_handlers_without_blocking)
 {
-    struct counter c = { 0 };
+    struct tu_counter c = { 0 };
     struct chain ch;
-    io_context *ctx = new_context();
+    io_context *ctx = tu_new_default_context();
 
     /* With outstanding work and nothing ready, poll returns at once and
      * does not stop the context. */
@@ -265,10 +232,10 @@ START_TEST(poll_runs_ready_handlers_without_blocking)
     ck_assert(!io_context_stopped(ctx));
 
     for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
-    ck_assert_uint_eq(run_marked(io_context_poll_one, ctx), 1);
+        ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
+    ck_assert_uint_eq(tu_run_marked(io_context_poll_one, ctx), 1);
     ck_assert_int_eq(tu_int(&c.calls), 1);
-    ck_assert_uint_eq(run_marked(io_context_poll, ctx), 4);
+    ck_assert_uint_eq(tu_run_marked(io_context_poll, ctx), 4);
     ck_assert_int_eq(tu_int(&c.calls), 5);
     ck_assert_int_eq(tu_int(&c.outside_run), 0);
 
@@ -287,52 +254,11 @@ START_TEST(poll_runs_ready_handlers_without_blocking)
 }
 END_TEST
 
-struct runner_thread {
-    pthread_t thread;
-    io_context *ctx;
-    size_t (*run)(io_context *);
-    pthread_barrier_t *start;
-    atomic_int tid;
-    atomic_bool returned;
-    size_t ran;
-};
-
-static void *run_in_thread(void *p)
-{
-    struct runner_thread *r = p;
-
-    atomic_store(&r->tid, tu_gettid());
-    if (r->start != NULL)
-        pthread_barrier_wait(r->start);
-    inside_run_call = true;
-    r->ran = r->run(r->ctx);
-    inside_run_call = false;
-    atomic_store(&r->returned, true);
-    return NULL;
-}
-
-static void start_runner(struct runner_thread *r, io_context *ctx,
-                         size_t (*run)(io_context *), pthread_barrier_t *start)
-{
-    r->ctx = ctx;
-    r->run = run;
-    r->start = start;
-    r->ran = 0;
-    atomic_init(&r->tid, 0);
-    atomic_init(&r->returned, false);
-    ck_assert_int_eq(pthread_create(&r->thread, NULL, run_in_thread, r), 0);
-}
-
-static void join_runner(struct runner_thread *r)
-{
-    ck_assert_int_eq(pthread_join(r->thread, NULL), 0);
-}
-
 #define STOP_RUNNERS 4
 
 struct stop_test {
     io_context *ctx;
-    struct runner_thread runners[STOP_RUNNERS];
+    struct tu_runner runners[STOP_RUNNERS];
     atomic_int others_asleep;
 };
 
@@ -344,7 +270,7 @@ static void stop_when_others_sleep(void *arg)
     pid_t self = tu_gettid();
 
     for (int i = 0; i < STOP_RUNNERS; i++) {
-        struct runner_thread *r = &st->runners[i];
+        struct tu_runner *r = &st->runners[i];
 
         if (atomic_load(&r->tid) != self && tu_wait_sleeping(atomic_load(&r->tid), &r->returned))
             atomic_fetch_add(&st->others_asleep, 1);
@@ -354,22 +280,17 @@ static void stop_when_others_sleep(void *arg)
 
 START_TEST(stop_from_a_handler_wakes_every_run_thread)
 {
-    struct stop_test st = { .ctx = new_context() };
+    struct stop_test st = { .ctx = tu_new_default_context() };
     pthread_barrier_t start;
-    size_t total = 0;
 
     atomic_init(&st.others_asleep, 0);
     io_context_work_started(st.ctx);   /* run must not return for lack of work */
     pthread_barrier_init(&start, NULL, STOP_RUNNERS + 1);
     for (int i = 0; i < STOP_RUNNERS; i++)
-        start_runner(&st.runners[i], st.ctx, io_context_run, &start);
+        tu_runner_start(&st.runners[i], st.ctx, io_context_run, &start);
     pthread_barrier_wait(&start);
     ck_assert_int_eq(io_context_post(st.ctx, stop_when_others_sleep, &st), 0);
-    for (int i = 0; i < STOP_RUNNERS; i++) {
-        join_runner(&st.runners[i]);
-        total += st.runners[i].ran;
-    }
-    ck_assert_uint_eq(total, 1);
+    ck_assert_uint_eq(tu_runners_join(st.runners, STOP_RUNNERS), 1);
     ck_assert_int_eq(tu_int(&st.others_asleep), STOP_RUNNERS - 1);
     ck_assert(io_context_stopped(st.ctx));
     pthread_barrier_destroy(&start);
@@ -383,16 +304,16 @@ static void stop_context(void *arg)
     io_context_stop(arg);
 }
 
-/* Rule 7: run returns as soon as the handler that stopped it returns; the
+/* Run returns as soon as the handler that stopped it returns; the
  * queued handlers wait for restart. */
 START_TEST(stop_leaves_queued_handlers_until_restart)
 {
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
 
     ck_assert_int_eq(io_context_post(ctx, stop_context, ctx), 0);
-    ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
-    ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
+    ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
+    ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
     ck_assert_uint_eq(io_context_run(ctx), 1);
     ck_assert(io_context_stopped(ctx));
     ck_assert_int_eq(tu_int(&c.calls), 0);
@@ -414,12 +335,12 @@ END_TEST
 
 START_TEST(stop_before_run_then_restart)
 {
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
 
     io_context_stop(ctx);
     ck_assert(io_context_stopped(ctx));
-    ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
+    ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
     ck_assert_uint_eq(io_context_run(ctx), 0);
     io_context_restart(ctx);
     ck_assert_uint_eq(io_context_run(ctx), 1);
@@ -430,14 +351,14 @@ END_TEST
 
 struct work_test {
     struct tu_latch handler_ran;
-    struct counter counter;
+    struct tu_counter counter;
 };
 
 static void count_and_signal(void *arg)
 {
     struct work_test *w = arg;
 
-    count_call(&w->counter);
+    tu_count(&w->counter);
     tu_latch_count_down(&w->handler_ran);
 }
 
@@ -452,26 +373,23 @@ static void *finish_work(void *ctx)
 START_TEST(work_started_keeps_run_alive_until_work_finished)
 {
     struct work_test w = { .counter = { 0 } };
-    struct runner_thread r;
-    io_context *ctx = new_context();
+    struct tu_runner r;
+    io_context *ctx = tu_new_default_context();
     pthread_t finisher;
 
     tu_latch_init(&w.handler_ran, 1);
     io_context_work_started(ctx);
-    start_runner(&r, ctx, io_context_run, NULL);
+    tu_runner_start(&r, ctx, io_context_run, NULL);
     ck_assert_int_eq(io_context_post(ctx, count_and_signal, &w), 0);
     tu_latch_wait(&w.handler_ran);
-    while (atomic_load(&r.tid) == 0)
-        sched_yield();
     /* The queue is empty again; run must now block, not return. */
-    ck_assert(tu_wait_sleeping(tu_int(&r.tid), &r.returned));
+    ck_assert(tu_wait_sleeping(tu_runner_tid(&r), &r.returned));
     ck_assert(!tu_bool(&r.returned));
     ck_assert(!io_context_stopped(ctx));
 
     ck_assert_int_eq(pthread_create(&finisher, NULL, finish_work, ctx), 0);
     ck_assert_int_eq(pthread_join(finisher, NULL), 0);
-    join_runner(&r);
-    ck_assert_uint_eq(r.ran, 1);
+    ck_assert_uint_eq(tu_runner_join(&r), 1);
     ck_assert(io_context_stopped(ctx));
     tu_latch_destroy(&w.handler_ran);
     io_context_destroy(ctx);
@@ -480,18 +398,15 @@ END_TEST
 
 START_TEST(run_one_blocks_until_a_handler_is_ready)
 {
-    struct counter c = { 0 };
-    struct runner_thread r;
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    struct tu_runner r;
+    io_context *ctx = tu_new_default_context();
 
     io_context_work_started(ctx);
-    start_runner(&r, ctx, io_context_run_one, NULL);
-    while (atomic_load(&r.tid) == 0)
-        sched_yield();
-    ck_assert(tu_wait_sleeping(tu_int(&r.tid), &r.returned));
-    ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
-    join_runner(&r);
-    ck_assert_uint_eq(r.ran, 1);
+    tu_runner_start(&r, ctx, io_context_run_one, NULL);
+    ck_assert(tu_wait_sleeping(tu_runner_tid(&r), &r.returned));
+    ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
+    ck_assert_uint_eq(tu_runner_join(&r), 1);
     ck_assert_int_eq(tu_int(&c.calls), 1);
     ck_assert_int_eq(tu_int(&c.outside_run), 0);
     ck_assert(!io_context_stopped(ctx));   /* work_started is still counted */
@@ -502,12 +417,12 @@ END_TEST
 
 struct running_handler_test {
     io_context *ctx;
-    struct runner_thread runners[2];
+    struct tu_runner runners[2];
     atomic_bool other_returned_early;
-    struct counter counter;
+    struct tu_counter counter;
 };
 
-/* Rule 6: a handler that is still running is work.  While it runs, the
+/* A handler that is still running is work.  While it runs, the
  * queue is empty and nothing else is counted, yet the other run thread
  * must wait, because this handler may post more. */
 static void post_after_other_runner_blocks(void *arg)
@@ -516,7 +431,7 @@ static void post_after_other_runner_blocks(void *arg)
     pid_t self = tu_gettid();
 
     for (int i = 0; i < 2; i++) {
-        struct runner_thread *r = &t->runners[i];
+        struct tu_runner *r = &t->runners[i];
 
         if (atomic_load(&r->tid) == self)
             continue;
@@ -524,24 +439,22 @@ static void post_after_other_runner_blocks(void *arg)
         if (atomic_load(&r->returned))
             atomic_store(&t->other_returned_early, true);
     }
-    ck_assert_int_eq(io_context_post(t->ctx, count_call, &t->counter), 0);
+    ck_assert_int_eq(io_context_post(t->ctx, tu_count, &t->counter), 0);
 }
 
 START_TEST(run_waits_for_running_handlers_before_returning)
 {
-    struct running_handler_test t = { .ctx = new_context(), .counter = { 0 } };
+    struct running_handler_test t = { .ctx = tu_new_default_context(), .counter = { 0 } };
     pthread_barrier_t start;
 
     atomic_init(&t.other_returned_early, false);
     pthread_barrier_init(&start, NULL, 3);
     ck_assert_int_eq(io_context_post(t.ctx, post_after_other_runner_blocks, &t), 0);
-    start_runner(&t.runners[0], t.ctx, io_context_run, &start);
-    start_runner(&t.runners[1], t.ctx, io_context_run, &start);
+    tu_runner_start(&t.runners[0], t.ctx, io_context_run, &start);
+    tu_runner_start(&t.runners[1], t.ctx, io_context_run, &start);
     pthread_barrier_wait(&start);
-    join_runner(&t.runners[0]);
-    join_runner(&t.runners[1]);
+    ck_assert_uint_eq(tu_runners_join(t.runners, 2), 2);
     ck_assert(!tu_bool(&t.other_returned_early));
-    ck_assert_uint_eq(t.runners[0].ran + t.runners[1].ran, 2);
     ck_assert_int_eq(tu_int(&t.counter.calls), 1);
     ck_assert_int_eq(tu_int(&t.counter.outside_run), 0);
     pthread_barrier_destroy(&start);
@@ -552,36 +465,22 @@ END_TEST
 #define MANY_THREADS 4
 #define POSTS_PER_THREAD 50000
 
-/* Rules 4, 6 and 13: concurrent posts from 4 threads, drained by 4 run
+/* Concurrent posts from 4 threads, drained by 4 run
  * threads at the same time; every handler runs exactly once and the run
  * calls account for each of them. */
 START_TEST(concurrent_posts_and_runs_run_each_handler_once)
 {
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
-    struct runner_thread runners[MANY_THREADS];
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
     struct poster_arg posters[MANY_THREADS];
-    pthread_t poster_threads[MANY_THREADS];
     io_context_stats stats;
-    size_t total = 0;
 
-    io_context_work_started(ctx);
     for (int i = 0; i < MANY_THREADS; i++)
-        start_runner(&runners[i], ctx, io_context_run, NULL);
-    for (int i = 0; i < MANY_THREADS; i++) {
         posters[i] = (struct poster_arg){ ctx, &c, POSTS_PER_THREAD, 0 };
-        ck_assert_int_eq(pthread_create(&poster_threads[i], NULL, post_from_thread, &posters[i]), 0);
-    }
-    for (int i = 0; i < MANY_THREADS; i++) {
-        ck_assert_int_eq(pthread_join(poster_threads[i], NULL), 0);
+    ck_assert_uint_eq(tu_run_while(ctx, MANY_THREADS, post_from_thread, posters, sizeof(posters[0]),
+                                   MANY_THREADS), MANY_THREADS * POSTS_PER_THREAD);
+    for (int i = 0; i < MANY_THREADS; i++)
         ck_assert_int_eq(posters[i].refused, 0);
-    }
-    io_context_work_finished(ctx);
-    for (int i = 0; i < MANY_THREADS; i++) {
-        join_runner(&runners[i]);
-        total += runners[i].ran;
-    }
-    ck_assert_uint_eq(total, MANY_THREADS * POSTS_PER_THREAD);
     ck_assert_int_eq(tu_int(&c.calls), MANY_THREADS * POSTS_PER_THREAD);
     ck_assert_int_eq(tu_int(&c.outside_run), 0);
     io_context_get_stats(ctx, &stats);
@@ -619,12 +518,12 @@ static void first_handler_posts_another(void *arg)
     ck_assert_int_eq(io_context_post(t->ctx, second_handler, t), 0);
 }
 
-/* Rule 17 (handler half) and rule 4: destroy runs every queued handler,
- * and the handlers they post, on the calling thread, even when the
- * context is stopped and work_started is outstanding. */
+/* Destroy runs every queued handler, and the handlers they post, each
+ * once, on the calling thread, even when the context is stopped and
+ * work_started is outstanding. */
 START_TEST(destroy_runs_queued_handlers_and_what_they_post)
 {
-    struct shutdown_test t = { .ctx = new_context(), .destroying_thread = pthread_self() };
+    struct shutdown_test t = { .ctx = tu_new_default_context(), .destroying_thread = pthread_self() };
 
     atomic_init(&t.first, 0);
     atomic_init(&t.second, 0);
@@ -645,12 +544,12 @@ END_TEST
  * runs everything. */
 START_TEST(destroy_ignores_stop_from_its_handlers)
 {
-    struct counter c = { 0 };
-    io_context *ctx = new_context();
+    struct tu_counter c = { 0 };
+    io_context *ctx = tu_new_default_context();
 
     ck_assert_int_eq(io_context_post(ctx, stop_context, ctx), 0);
     for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(io_context_post(ctx, count_call, &c), 0);
+        ck_assert_int_eq(io_context_post(ctx, tu_count, &c), 0);
     io_context_destroy(ctx);
     ck_assert_int_eq(tu_int(&c.calls), 4);
 }
@@ -678,17 +577,17 @@ static void *read_stats_until_done(void *p)
     return NULL;
 }
 
-/* Rule 13 for get_stats: it may be called while handlers run. */
+/* get_stats is thread-safe: it may be called while handlers run. */
 START_TEST(get_stats_is_safe_while_running)
 {
-    struct counter c = { 0 };
-    struct stats_reader reader = { .ctx = new_context() };
+    struct tu_counter c = { 0 };
+    struct stats_reader reader = { .ctx = tu_new_default_context() };
     io_context_stats stats;
     pthread_t t;
 
     atomic_init(&reader.done, false);
     for (int i = 0; i < 20000; i++)
-        ck_assert_int_eq(io_context_post(reader.ctx, count_call, &c), 0);
+        ck_assert_int_eq(io_context_post(reader.ctx, tu_count, &c), 0);
     ck_assert_int_eq(pthread_create(&t, NULL, read_stats_until_done, &reader), 0);
     ck_assert_uint_eq(io_context_run(reader.ctx), 20000);
     atomic_store(&reader.done, true);
@@ -735,7 +634,7 @@ static int count_threads(int *in_poll)
     return threads;
 }
 
-/* Rule 20: worker_threads threads, and an idle context waits in poll()
+/* worker_threads threads, and an idle context waits in poll()
  * (on the wake-up fd), not on a condition variable.  Leader/followers: one
  * worker polls, the others wait for it to hand over. */
 START_TEST(idle_workers_wait_in_poll)
@@ -756,46 +655,26 @@ START_TEST(idle_workers_wait_in_poll)
 }
 END_TEST
 
-static Suite *context_suite(void)
+void tu_add_tests(Suite *s)
 {
-    Suite *s = suite_create("context");
-    TCase *tc;
-
-    tc = tu_tcase(s, "errors");
-    tcase_add_test(tc, null_arguments_give_einval);
-    tcase_add_test(tc, create_accepts_options_and_zero_workers);
-    tcase_add_test(tc, out_of_memory_gives_enomem_and_loses_nothing);
-
-    tc = tu_tcase(s, "where handlers run");
-    tcase_add_test(tc, post_never_runs_the_handler_inside_post);
-    tcase_add_test(tc, handlers_run_only_on_threads_inside_run);
-
-    tc = tu_tcase(s, "run and poll");
-    tcase_add_test(tc, run_without_work_returns_zero_and_stops);
-    tcase_add_test(tc, run_returns_the_number_of_handlers_it_ran);
-    tcase_add_test(tc, run_one_runs_exactly_one);
-    tcase_add_test(tc, poll_runs_ready_handlers_without_blocking);
-    tcase_add_test(tc, run_one_blocks_until_a_handler_is_ready);
-    tcase_add_test(tc, run_waits_for_running_handlers_before_returning);
-
-    tc = tu_tcase(s, "stop and work");
-    tcase_add_test(tc, stop_from_a_handler_wakes_every_run_thread);
-    tcase_add_test(tc, stop_leaves_queued_handlers_until_restart);
-    tcase_add_test(tc, stop_before_run_then_restart);
-    tcase_add_test(tc, work_started_keeps_run_alive_until_work_finished);
-
-    tc = tu_tcase(s, "concurrency");
-    tcase_add_test(tc, concurrent_posts_and_runs_run_each_handler_once);
-    tcase_add_test(tc, get_stats_is_safe_while_running);
-    tcase_add_test(tc, idle_workers_wait_in_poll);
-
-    tc = tu_tcase(s, "shutdown");
-    tcase_add_test(tc, destroy_runs_queued_handlers_and_what_they_post);
-    tcase_add_test(tc, destroy_ignores_stop_from_its_handlers);
-    return s;
-}
-
-int main(void)
-{
-    return tu_run_suite(context_suite());
+    tu_add_tcase(s, "errors", TU_TESTS(null_arguments_give_einval,
+                                       create_accepts_options_and_zero_workers,
+                                       out_of_memory_gives_enomem_and_loses_nothing));
+    tu_add_tcase(s, "where handlers run", TU_TESTS(post_never_runs_the_handler_inside_post,
+                                                   handlers_run_only_on_threads_inside_run));
+    tu_add_tcase(s, "run and poll", TU_TESTS(run_without_work_returns_zero_and_stops,
+                                             run_returns_the_number_of_handlers_it_ran,
+                                             run_one_runs_exactly_one,
+                                             poll_runs_ready_handlers_without_blocking,
+                                             run_one_blocks_until_a_handler_is_ready,
+                                             run_waits_for_running_handlers_before_returning));
+    tu_add_tcase(s, "stop and work", TU_TESTS(stop_from_a_handler_wakes_every_run_thread,
+                                              stop_leaves_queued_handlers_until_restart,
+                                              stop_before_run_then_restart,
+                                              work_started_keeps_run_alive_until_work_finished));
+    tu_add_tcase(s, "concurrency", TU_TESTS(concurrent_posts_and_runs_run_each_handler_once,
+                                            get_stats_is_safe_while_running,
+                                            idle_workers_wait_in_poll));
+    tu_add_tcase(s, "shutdown", TU_TESTS(destroy_runs_queued_handlers_and_what_they_post,
+                                         destroy_ignores_stop_from_its_handlers));
 }

@@ -44,26 +44,6 @@ static void expect_ok_or_enomem(struct result *r, int err)
     r->accepted = err == 0;
 }
 
-struct drain {
-    pthread_t thread;
-    int fd;
-    size_t got;
-};
-
-static void *drain_to_eof(void *arg)
-{
-    struct drain *dr = arg;
-    char buf[4096];
-    ssize_t n;
-
-    while ((n = read(dr->fd, buf, sizeof(buf))) != 0)
-        if (n > 0)
-            dr->got += (size_t)n;
-        else if (errno != EINTR)
-            break;
-    return NULL;
-}
-
 #define SCENARIO_CALLS 12
 
 /*
@@ -81,14 +61,13 @@ static bool run_scenario(long n)
     io_descriptor *d = NULL;
     io_strand *strand = NULL;
     io_context *ctx = NULL;
-    struct drain dr = { .fd = -1 };
+    struct tu_reader reader;
     struct iovec iov = io_buffer(text, sizeof(text) - 1);
     int sv[2], err, k = 0;
 
     init_results(r, SCENARIO_CALLS);
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    dr.fd = sv[1];
-    ck_assert_int_eq(pthread_create(&dr.thread, NULL, drain_to_eof, &dr), 0);
+    tu_reader_start(&reader, sv[1], 0, 0);
 
     io__alloc_fail_after(n);
     err = io_context_create(&ctx, &two);
@@ -131,7 +110,8 @@ static bool run_scenario(long n)
     }
     if (d == NULL)
         close(sv[0]);       /* never handed to the library */
-    ck_assert_int_eq(pthread_join(dr.thread, NULL), 0);
+    tu_reader_join(&reader);
+    free(reader.buf);
     close(sv[1]);
     io__alloc_fail_after(0);
 
@@ -200,9 +180,9 @@ START_TEST(connection_reset_reaches_the_handler)
     pfd = (struct pollfd){ .fd = client, .events = POLLIN };
     ck_assert_int_eq(poll(&pfd, 1, -1), 1);         /* the reset has arrived */
 
-    ck_assert_int_eq(io_context_create(&ctx, NULL), 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, client, NULL, &d), 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, sv[0], NULL, &other), 0);
+    ctx = tu_new_default_context();
+    d = tu_new_descriptor(ctx, client, NULL);
+    other = tu_new_descriptor(ctx, sv[0], NULL);
     {
         struct iovec iov = io_buffer("data", 4);
 
@@ -235,9 +215,9 @@ START_TEST(fd_closed_behind_the_library_gives_ebadf)
     init_results(r, 2);
     ck_assert_int_eq(pipe(a), 0);
     ck_assert_int_eq(pipe(b), 0);
-    ck_assert_int_eq(io_context_create(&ctx, NULL), 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, a[1], NULL, &d), 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, b[1], NULL, &other), 0);
+    ctx = tu_new_default_context();
+    d = tu_new_descriptor(ctx, a[1], NULL);
+    other = tu_new_descriptor(ctx, b[1], NULL);
     ck_assert_int_eq(close(a[1]), 0);   /* behind the library's back */
     {
         struct iovec iov = io_buffer("data", 4);
@@ -321,32 +301,26 @@ struct eintr_stream {
 START_TEST(signals_interrupting_workers_never_reach_handlers)
 {
     struct sigaction sa = { .sa_handler = count_signal };
-    io_context_options two = { .worker_threads = 2 };
     struct eintr_stream *streams = calloc(2, sizeof(*streams));
     size_t want = EINTR_WRITES * EINTR_LEN;
     struct storm st = { .nspared = 0 };
     unsigned char *data;
     io_context *ctx;
-    int sv[2], fds[2], one = 1;
+    int sv[2], fds[2];
 
     ck_assert_ptr_nonnull(streams);
     sigemptyset(&sa.sa_mask);
     ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
     atomic_init(&signals_caught, 0);
     atomic_init(&st.stop, false);
-    data = malloc(want);
-    ck_assert_ptr_nonnull(data);
-    for (size_t i = 0; i < want; i++)
-        data[i] = (unsigned char)(i * 29 + i / 7);
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
-    ck_assert_int_eq(pipe(fds), 0);
-    ck_assert_int_gt(fcntl(fds[1], F_SETPIPE_SZ, 4096), 0);
+    data = tu_new_pattern(want, 70);
+    tu_small_socketpair(sv);
+    (void)tu_small_pipe(fds);
     st.spared[st.nspared++] = tu_gettid();
-    ck_assert_int_eq(io_context_create(&ctx, &two), 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, sv[0], NULL, &streams[0].d), 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, fds[1], NULL, &streams[1].d), 0);
-    ck_assert_int_eq(fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) & ~O_NONBLOCK), 0);
+    ctx = tu_new_context(2);
+    streams[0].d = tu_new_descriptor(ctx, sv[0], NULL);
+    streams[1].d = tu_new_descriptor(ctx, fds[1], NULL);
+    tu_make_blocking(fds[1]);
     streams[0].read_end = sv[1];
     streams[1].read_end = fds[0];
     ck_assert_int_eq(pthread_create(&st.thread, NULL, signal_storm, &st), 0);
@@ -443,23 +417,11 @@ START_TEST(no_fd_left_for_the_wakeup_fd)
 }
 END_TEST
 
-static Suite *faults_suite(void)
+void tu_add_tests(Suite *s)
 {
-    Suite *s = suite_create("faults");
-    TCase *tc;
-
-    tc = tu_tcase(s, "memory");
-    tcase_add_test(tc, every_allocation_can_fail_and_nothing_is_lost);
-
-    tc = tu_tcase(s, "kernel");
-    tcase_add_test(tc, connection_reset_reaches_the_handler);
-    tcase_add_test(tc, fd_closed_behind_the_library_gives_ebadf);
-    tcase_add_test(tc, signals_interrupting_workers_never_reach_handlers);
-    tcase_add_test(tc, no_fd_left_for_the_wakeup_fd);
-    return s;
-}
-
-int main(void)
-{
-    return tu_run_suite(faults_suite());
+    tu_add_tcase(s, "memory", TU_TESTS(every_allocation_can_fail_and_nothing_is_lost));
+    tu_add_tcase(s, "kernel", TU_TESTS(connection_reset_reaches_the_handler,
+                                       fd_closed_behind_the_library_gives_ebadf,
+                                       signals_interrupting_workers_never_reach_handlers,
+                                       no_fd_left_for_the_wakeup_fd));
 }

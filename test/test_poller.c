@@ -236,21 +236,12 @@ START_TEST(a_wake_before_the_wait_is_not_lost)
 }
 END_TEST
 
-static Suite *poller_suite(void)
+void tu_add_tests(Suite *s)
 {
-    Suite *s = suite_create("poller");
-    TCase *tc = tu_tcase(s, "poll");
-
-    tcase_add_test(tc, a_writable_fd_comes_back_ready);
-    tcase_add_test(tc, a_full_fd_stays_armed_until_it_drains);
-    tcase_add_test(tc, disarm_takes_an_armed_watch_out);
-    tcase_add_test(tc, an_urgent_watch_comes_back_without_waiting);
-    tcase_add_test(tc, wake_ends_a_wait_that_nothing_else_would_end);
-    tcase_add_test(tc, a_wake_before_the_wait_is_not_lost);
-    return s;
-}
-
-int main(void)
-{
-    return tu_run_suite(poller_suite());
+    tu_add_tcase(s, "poller", TU_TESTS(a_writable_fd_comes_back_ready,
+                                       a_full_fd_stays_armed_until_it_drains,
+                                       disarm_takes_an_armed_watch_out,
+                                       an_urgent_watch_comes_back_without_waiting,
+                                       wake_ends_a_wait_that_nothing_else_would_end,
+                                       a_wake_before_the_wait_is_not_lost));
 }

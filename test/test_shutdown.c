@@ -1,5 +1,5 @@
 /*
- * test_shutdown.c - rule 17: io_context_destroy with work still pending.
+ * test_shutdown.c - io_context_destroy with work still pending.
  *
  * Writes stuck on full pipes (one partly written), posted handlers queued
  * on the context and on strands, strands and descriptors the user never
@@ -10,7 +10,6 @@
  * it was; ASan/LSan and valgrind see no leak).
  */
 #include <errno.h>
-#include <fcntl.h>
 
 #include "alloc.h"
 #include "ioctx.h"
@@ -63,14 +62,8 @@ static void posting_handler(void *arg)
     }
 }
 
-static bool is_closed(int fd)
-{
-    return fcntl(fd, F_GETFD) == -1 && errno == EBADF;
-}
-
 START_TEST(destroy_cancels_pending_writes_and_runs_every_handler)
 {
-    io_context_options two = { .worker_threads = 2 };
     size_t baseline = io__alloc_live();
     struct tu_result writes[PIPES][3];
     unsigned char *data, *got;
@@ -84,14 +77,13 @@ START_TEST(destroy_cancels_pending_writes_and_runs_every_handler)
 
     destroying_thread = pthread_self();
     atomic_init(&wrong_thread, 0);
-    ck_assert_int_eq(io_context_create(&ctx, &two), 0);
-    ck_assert_int_eq(io_strand_create(ctx, &strand), 0);
+    ctx = tu_new_context(2);
+    strand = tu_new_strand(ctx);
     for (int p = 0; p < PIPES; p++) {
-        ck_assert_int_eq(pipe(fds[p]), 0);
-        psz = (size_t)fcntl(fds[p][1], F_SETPIPE_SZ, 4096);
-        ck_assert_int_ge((long)psz, 4096);
+        psz = tu_small_pipe(fds[p]);
+        ck_assert_uint_ge(psz, 4096);
         /* The last descriptor completes on the user's strand. */
-        ck_assert_int_eq(io_descriptor_create(ctx, fds[p][1], p == PIPES - 1 ? strand : NULL, &d[p]), 0);
+        d[p] = tu_new_descriptor(ctx, fds[p][1], p == PIPES - 1 ? strand : NULL);
     }
     len = 8 * psz;
     data = calloc(1, len);
@@ -134,7 +126,7 @@ START_TEST(destroy_cancels_pending_writes_and_runs_every_handler)
         tu_assert_result(&writes[p][1], ECANCELED, 0);
         tu_assert_result(&writes[p][2], ECANCELED, 0);
         /* The fd is closed: the reader gets what the pipe held, then EOF. */
-        ck_assert(is_closed(fds[p][1]));
+        ck_assert(tu_is_closed(fds[p][1]));
         ck_assert_int_eq(read(fds[p][0], got, len), (ssize_t)psz);
         ck_assert_int_eq(read(fds[p][0], got, len), 0);
         close(fds[p][0]);
@@ -152,20 +144,20 @@ START_TEST(destroy_frees_what_the_user_kept_or_let_go)
     size_t baseline = io__alloc_live();
     struct tu_result r[2];
     io_descriptor *kept, *dropped;
-    io_strand *strand, *idle;
+    io_strand *strand;
     io_context *ctx;
     int a[2], b[2];
 
     destroying_thread = pthread_self();
     atomic_init(&wrong_thread, 0);
     tu_results_init(r, 2);
-    ck_assert_int_eq(io_context_create(&ctx, NULL), 0);
-    ck_assert_int_eq(io_strand_create(ctx, &strand), 0);
-    ck_assert_int_eq(io_strand_create(ctx, &idle), 0);
+    ctx = tu_new_default_context();
+    strand = tu_new_strand(ctx);
+    (void)tu_new_strand(ctx);          /* idle, and kept */
     ck_assert_int_eq(pipe(a), 0);
     ck_assert_int_eq(pipe(b), 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, a[1], strand, &kept), 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, b[1], NULL, &dropped), 0);
+    kept = tu_new_descriptor(ctx, a[1], strand);
+    dropped = tu_new_descriptor(ctx, b[1], NULL);
     {
         struct iovec iov = io_buffer("x", 1);
 
@@ -183,24 +175,15 @@ START_TEST(destroy_frees_what_the_user_kept_or_let_go)
         ck_assert_int_eq(tu_int(&r[i].calls), 1);
         ck_assert(err == 0 || err == ECANCELED);
     }
-    ck_assert(is_closed(a[1]) && is_closed(b[1]));
+    ck_assert(tu_is_closed(a[1]) && tu_is_closed(b[1]));
     close(a[0]);
     close(b[0]);
     ck_assert_uint_eq(io__alloc_live(), baseline);
 }
 END_TEST
 
-static Suite *shutdown_suite(void)
+void tu_add_tests(Suite *s)
 {
-    Suite *s = suite_create("shutdown");
-    TCase *tc = tu_tcase(s, "destroy");
-
-    tcase_add_test(tc, destroy_cancels_pending_writes_and_runs_every_handler);
-    tcase_add_test(tc, destroy_frees_what_the_user_kept_or_let_go);
-    return s;
-}
-
-int main(void)
-{
-    return tu_run_suite(shutdown_suite());
+    tu_add_tcase(s, "destroy", TU_TESTS(destroy_cancels_pending_writes_and_runs_every_handler,
+                                        destroy_frees_what_the_user_kept_or_let_go));
 }

@@ -1,30 +1,14 @@
 /*
- * test_strand.c - io_strand: rule 8 (no concurrency, FIFO, parallel across
- * strands), running_in_this_thread, destroy with handlers queued, and the
- * strand parts of rules 1, 4, 5, 7 and 17.
+ * test_strand.c - io_strand: handlers of one strand never run at once
+ * and run in post order, different strands run in parallel, a busy
+ * strand does not starve the others; running_in_this_thread; stop inside
+ * a strand; and the strand's lifetime: destroy with handlers queued or
+ * running, from its own handler, with the context, and out of memory.
  */
 #include <errno.h>
 
 #include "alloc.h"
-#include "ioctx.h"
 #include "test_util.h"
-
-static io_context *new_context(void)
-{
-    io_context *ctx = NULL;
-
-    ck_assert_int_eq(io_context_create(&ctx, NULL), 0);
-    return ctx;
-}
-
-static io_strand *new_strand(io_context *ctx)
-{
-    io_strand *s = NULL;
-
-    ck_assert_int_eq(io_strand_create(ctx, &s), 0);
-    ck_assert_ptr_nonnull(s);
-    return s;
-}
 
 static void do_nothing(void *arg)
 {
@@ -33,8 +17,8 @@ static void do_nothing(void *arg)
 
 START_TEST(null_arguments_give_einval)
 {
-    io_context *ctx = new_context();
-    io_strand *s = new_strand(ctx);
+    io_context *ctx = tu_new_default_context();
+    io_strand *s = tu_new_strand(ctx);
     io_strand *untouched = s;
 
     ck_assert_int_eq(io_strand_create(NULL, &untouched), EINVAL);
@@ -51,28 +35,32 @@ START_TEST(null_arguments_give_einval)
 }
 END_TEST
 
-/* The order in which handlers of one strand ran. */
-struct order_log {
-    io_context *ctx;
-    pthread_t expected_thread;  /* checked when check_thread is set */
-    bool check_thread;
-    io_strand *strand;
-    io_strand *other_strand;
-    int seen[16];
-    atomic_int count;
-    atomic_int wrong_strand_state;
-    atomic_int destroy_at;      /* the value whose handler destroys the strand */
-};
+struct order_log;
 
 struct order_entry {
     struct order_log *log;
     int value;
 };
 
+/* The order in which handlers of one strand ran: each logs the value of
+ * its entry. */
+struct order_log {
+    io_context *ctx;
+    pthread_t expected_thread;  /* checked when check_thread is set */
+    bool check_thread;
+    io_strand *strand;
+    io_strand *other_strand;
+    struct order_entry entries[16];
+    int seen[16];
+    atomic_int count;
+    atomic_int wrong_strand_state;
+    atomic_int destroy_at;      /* the value whose handler destroys the strand */
+};
+
 static void init_log(struct order_log *log, io_context *ctx)
 {
     *log = (struct order_log){ .ctx = ctx };
-    log->strand = new_strand(ctx);
+    log->strand = tu_new_strand(ctx);
     atomic_init(&log->count, 0);
     atomic_init(&log->wrong_strand_state, 0);
     atomic_init(&log->destroy_at, -1);
@@ -96,11 +84,12 @@ static void log_value(void *arg)
         io_strand_destroy(log->strand);
 }
 
-static void post_entries(struct order_log *log, struct order_entry *entries, int n)
+/* Posts entries 0..n-1 to the log's strand. */
+static void post_entries(struct order_log *log, int n)
 {
     for (int i = 0; i < n; i++) {
-        entries[i] = (struct order_entry){ log, i };
-        ck_assert_int_eq(io_strand_post(log->strand, log_value, &entries[i]), 0);
+        log->entries[i] = (struct order_entry){ log, i };
+        ck_assert_int_eq(io_strand_post(log->strand, log_value, &log->entries[i]), 0);
     }
 }
 
@@ -112,40 +101,49 @@ static void assert_ran_in_order(struct order_log *log, int n)
     ck_assert_int_eq(tu_int(&log->wrong_strand_state), 0);
 }
 
+/* One run call runs the n entries posted, in order. */
+static void run_in_order(struct order_log *log, int n)
+{
+    ck_assert_uint_eq(io_context_run(log->ctx), n);
+    assert_ran_in_order(log, n);
+}
+
+/* For a log whose strand the test has not destroyed. */
+static void destroy_log(struct order_log *log)
+{
+    io_strand_destroy(log->strand);
+    io_context_destroy(log->ctx);
+}
+
 START_TEST(post_never_runs_inline_and_keeps_fifo)
 {
     struct order_log log;
-    struct order_entry entries[5];
 
-    init_log(&log, new_context());
-    log.other_strand = new_strand(log.ctx);
-    post_entries(&log, entries, 5);
+    init_log(&log, tu_new_default_context());
+    log.other_strand = tu_new_strand(log.ctx);
+    post_entries(&log, 5);
     ck_assert_int_eq(tu_int(&log.count), 0);
     ck_assert(!io_strand_running_in_this_thread(log.strand));
-    ck_assert_uint_eq(io_context_run(log.ctx), 5);
-    assert_ran_in_order(&log, 5);
+    run_in_order(&log, 5);
     ck_assert(!io_strand_running_in_this_thread(log.strand));
     io_strand_destroy(log.other_strand);
-    io_strand_destroy(log.strand);
-    io_context_destroy(log.ctx);
+    destroy_log(&log);
 }
 END_TEST
 
 START_TEST(run_one_and_poll_one_run_one_strand_handler)
 {
     struct order_log log;
-    struct order_entry entries[4];
 
-    init_log(&log, new_context());
-    post_entries(&log, entries, 4);
+    init_log(&log, tu_new_default_context());
+    post_entries(&log, 4);
     ck_assert_uint_eq(io_context_run_one(log.ctx), 1);
     ck_assert_int_eq(tu_int(&log.count), 1);
     ck_assert_uint_eq(io_context_poll_one(log.ctx), 1);
     ck_assert_int_eq(tu_int(&log.count), 2);
     ck_assert_uint_eq(io_context_poll(log.ctx), 2);
     assert_ran_in_order(&log, 4);
-    io_strand_destroy(log.strand);
-    io_context_destroy(log.ctx);
+    destroy_log(&log);
 }
 END_TEST
 
@@ -171,8 +169,8 @@ static void repost_once(void *arg)
 /* A post from inside the strand's own handler is queued, not nested. */
 START_TEST(post_from_own_handler_runs_after_it_returns)
 {
-    io_context *ctx = new_context();
-    struct self_post sp = { .strand = new_strand(ctx) };
+    io_context *ctx = tu_new_default_context();
+    struct self_post sp = { .strand = tu_new_strand(ctx) };
 
     atomic_init(&sp.depth, 0);
     atomic_init(&sp.max_depth, 0);
@@ -223,11 +221,11 @@ static void plain_handler(void *arg)
 
 START_TEST(running_in_this_thread_follows_the_call_stack)
 {
-    struct nesting n = { .ctx = new_context() };
+    struct nesting n = { .ctx = tu_new_default_context() };
     io_context_stats stats;
 
-    n.outer = new_strand(n.ctx);
-    n.inner = new_strand(n.ctx);
+    n.outer = tu_new_strand(n.ctx);
+    n.inner = tu_new_strand(n.ctx);
     atomic_init(&n.inner_saw_both, 0);
     atomic_init(&n.plain_saw_none, 0);
     /* When the outer handler calls run_one, the inner handler is the only
@@ -263,8 +261,10 @@ static void stop_and_log(void *arg)
 
 /* Posts entries 0..3 to the strand, entry 0 stopping the context (and
  * posting entry 4 as it does). */
-static void post_stopper_and_three(struct order_log *log, struct order_entry entries[5])
+static void post_stopper_and_three(struct order_log *log)
 {
+    struct order_entry *entries = log->entries;
+
     for (int i = 0; i < 5; i++)
         entries[i] = (struct order_entry){ log, i };
     ck_assert_int_eq(io_strand_post(log->strand, stop_and_log, &entries[0]), 0);
@@ -272,36 +272,32 @@ static void post_stopper_and_three(struct order_log *log, struct order_entry ent
         ck_assert_int_eq(io_strand_post(log->strand, log_value, &entries[i]), 0);
 }
 
-/* Rule 7 inside a strand: run returns after the stopping handler even
+/* Stop inside a strand: run returns after the stopping handler even
  * though the strand has more, and they run in order after restart. */
 START_TEST(stop_inside_a_strand_leaves_the_rest_queued_in_order)
 {
     struct order_log log;
-    struct order_entry entries[5];
 
-    init_log(&log, new_context());
-    post_stopper_and_three(&log, entries);
+    init_log(&log, tu_new_default_context());
+    post_stopper_and_three(&log);
     ck_assert_uint_eq(io_context_run(log.ctx), 1);
     ck_assert_int_eq(tu_int(&log.count), 1);
     io_context_restart(log.ctx);
     ck_assert_uint_eq(io_context_run(log.ctx), 4);
     assert_ran_in_order(&log, 5);
-    io_strand_destroy(log.strand);
-    io_context_destroy(log.ctx);
+    destroy_log(&log);
 }
 END_TEST
 
-/* Rule 4: destroying a strand does not drop what was posted to it. */
+/* Destroying a strand does not drop what was posted to it. */
 START_TEST(destroy_keeps_queued_handlers)
 {
     struct order_log log;
-    struct order_entry entries[6];
 
-    init_log(&log, new_context());
-    post_entries(&log, entries, 6);
+    init_log(&log, tu_new_default_context());
+    post_entries(&log, 6);
     io_strand_destroy(log.strand);
-    ck_assert_uint_eq(io_context_run(log.ctx), 6);
-    assert_ran_in_order(&log, 6);
+    run_in_order(&log, 6);
     io_context_destroy(log.ctx);
 }
 END_TEST
@@ -309,29 +305,26 @@ END_TEST
 START_TEST(destroy_from_its_own_handler)
 {
     struct order_log log;
-    struct order_entry entries[6];
 
-    init_log(&log, new_context());
+    init_log(&log, tu_new_default_context());
     atomic_store(&log.destroy_at, 2);
-    post_entries(&log, entries, 6);
-    ck_assert_uint_eq(io_context_run(log.ctx), 6);
-    assert_ran_in_order(&log, 6);
+    post_entries(&log, 6);
+    run_in_order(&log, 6);
     io_context_destroy(log.ctx);
 }
 END_TEST
 
-/* Rule 17: strands left alive go with the context, after their queued
+/* Strands left alive go with the context, after their queued
  * handlers ran in order, on their strand, on the destroying thread. */
 START_TEST(context_destroy_runs_strand_handlers_then_frees_strands)
 {
     struct order_log log;
-    struct order_entry entries[8];
 
-    init_log(&log, new_context());
+    init_log(&log, tu_new_default_context());
     log.check_thread = true;
     log.expected_thread = pthread_self();
-    post_entries(&log, entries, 8);
-    (void)new_strand(log.ctx);    /* an idle strand nobody destroys */
+    post_entries(&log, 8);
+    (void)tu_new_strand(log.ctx);    /* an idle strand nobody destroys */
     io_context_destroy(log.ctx);
     assert_ran_in_order(&log, 8);
 }
@@ -341,10 +334,9 @@ END_TEST
 START_TEST(context_destroy_runs_strand_handlers_of_a_stopped_context)
 {
     struct order_log log;
-    struct order_entry entries[5];
 
-    init_log(&log, new_context());
-    post_stopper_and_three(&log, entries);
+    init_log(&log, tu_new_default_context());
+    post_stopper_and_three(&log);
     ck_assert_uint_eq(io_context_run_one(log.ctx), 1);
     ck_assert(io_context_stopped(log.ctx));
     log.check_thread = true;
@@ -358,13 +350,12 @@ END_TEST
  * context shutdown: a long-lived context must not grow. */
 START_TEST(destroyed_strand_is_freed_after_its_last_handler)
 {
-    io_context *ctx = new_context();
+    io_context *ctx = tu_new_default_context();
     size_t baseline = io__alloc_live();
     struct order_log log;
-    struct order_entry entries[5];
 
     init_log(&log, ctx);
-    post_entries(&log, entries, 5);
+    post_entries(&log, 5);
     io_strand_destroy(log.strand);
     ck_assert_uint_gt(io__alloc_live(), baseline);
     ck_assert_uint_eq(io_context_run(ctx), 5);
@@ -372,8 +363,8 @@ START_TEST(destroyed_strand_is_freed_after_its_last_handler)
     ck_assert_uint_eq(io__alloc_live(), baseline);
 
     /* And an idle one goes at once. */
-    (void)new_strand(ctx);
-    io_strand_destroy(new_strand(ctx));
+    (void)tu_new_strand(ctx);
+    io_strand_destroy(tu_new_strand(ctx));
     ck_assert_uint_eq(io__alloc_live(), baseline + 1);
     io_context_destroy(ctx);
 }
@@ -396,34 +387,26 @@ static void first_waits_for_destroy(void *arg)
     }
 }
 
-static void *run_until_done(void *ctx)
-{
-    io_context_run(ctx);
-    return NULL;
-}
-
 /* The user destroys the strand on one thread while a run thread is inside
  * its handler: the handlers still queued run, then the strand is freed
  * (ASan checks that nothing touches it afterwards). */
 START_TEST(destroy_while_another_thread_runs_its_handler)
 {
-    io_context *ctx = new_context();
+    io_context *ctx = tu_new_default_context();
     size_t baseline = io__alloc_live();
-    struct held_strand h = { .strand = new_strand(ctx) };
-    pthread_t runners[2];
+    struct held_strand h = { .strand = tu_new_strand(ctx) };
+    struct tu_runner runners[2];
 
     atomic_init(&h.calls, 0);
     tu_latch_init(&h.first_running, 1);
     tu_latch_init(&h.destroyed, 1);
     for (int i = 0; i < 100; i++)
         ck_assert_int_eq(io_strand_post(h.strand, first_waits_for_destroy, &h), 0);
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(pthread_create(&runners[i], NULL, run_until_done, ctx), 0);
+    tu_runners_start(runners, 2, ctx);
     tu_latch_wait(&h.first_running);
     io_strand_destroy(h.strand);
     tu_latch_count_down(&h.destroyed);
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(pthread_join(runners[i], NULL), 0);
+    ck_assert_uint_eq(tu_runners_join(runners, 2), 100);
     ck_assert_int_eq(tu_int(&h.calls), 100);
     ck_assert_uint_eq(io__alloc_live(), baseline);
     tu_latch_destroy(&h.first_running);
@@ -454,8 +437,8 @@ static void other_handler(void *arg)
  * empty, or the other strand would wait behind all of it. */
 START_TEST(a_busy_strand_does_not_starve_the_others)
 {
-    io_context *ctx = new_context();
-    io_strand *busy = new_strand(ctx), *other = new_strand(ctx);
+    io_context *ctx = tu_new_default_context();
+    io_strand *busy = tu_new_strand(ctx), *other = tu_new_strand(ctx);
     struct fairness f;
 
     atomic_init(&f.busy_calls, 0);
@@ -472,31 +455,25 @@ START_TEST(a_busy_strand_does_not_starve_the_others)
 }
 END_TEST
 
-static void count_call(void *arg)
-{
-    atomic_fetch_add((atomic_int *)arg, 1);
-}
-
-/* Rules 1 and 4: ENOMEM from create and post, nothing half made, nothing
+/* ENOMEM from create and post, nothing half made, nothing
  * run for a refused post, and the strand still works afterwards. */
 START_TEST(out_of_memory_gives_enomem_and_loses_nothing)
 {
-    io_context *ctx = new_context();
+    io_context *ctx = tu_new_default_context();
     size_t baseline = io__alloc_live();
+    struct tu_counter c = { 0 };
     io_strand *s = NULL;
-    atomic_int calls;
 
-    atomic_init(&calls, 0);
     io__alloc_fail_after(1);
     ck_assert_int_eq(io_strand_create(ctx, &s), ENOMEM);
     ck_assert_ptr_null(s);
     ck_assert_uint_eq(io__alloc_live(), baseline);
-    s = new_strand(ctx);
+    s = tu_new_strand(ctx);
     io__alloc_fail_after(1);
-    ck_assert_int_eq(io_strand_post(s, count_call, &calls), ENOMEM);
-    ck_assert_int_eq(io_strand_post(s, count_call, &calls), 0);
+    ck_assert_int_eq(io_strand_post(s, tu_count, &c), ENOMEM);
+    ck_assert_int_eq(io_strand_post(s, tu_count, &c), 0);
     ck_assert_uint_eq(io_context_run(ctx), 1);
-    ck_assert_int_eq(tu_int(&calls), 1);
+    ck_assert_int_eq(tu_int(&c.calls), 1);
     io_strand_destroy(s);
     ck_assert_uint_eq(io__alloc_live(), baseline);
     io_context_destroy(ctx);
@@ -506,60 +483,37 @@ END_TEST
 /* Two strands, two run threads: a handler of A waits for a handler of B
  * to be running at the same time.  If strands were serialised with each
  * other this would never happen (and the test would time out). */
-struct parallel_test {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool a_running, b_running;
+struct partner {
+    struct tu_latch *both_running;
+    atomic_bool ran;
 };
 
-static void wait_for_partner(struct parallel_test *p, bool *mine, bool *partner)
+static void wait_for_partner(void *arg)
 {
-    pthread_mutex_lock(&p->lock);
-    *mine = true;
-    pthread_cond_broadcast(&p->cond);
-    while (!*partner)
-        pthread_cond_wait(&p->cond, &p->lock);
-    pthread_mutex_unlock(&p->lock);
-}
+    struct partner *p = arg;
 
-static void handler_a(void *arg)
-{
-    struct parallel_test *p = arg;
-
-    wait_for_partner(p, &p->a_running, &p->b_running);
-}
-
-static void handler_b(void *arg)
-{
-    struct parallel_test *p = arg;
-
-    wait_for_partner(p, &p->b_running, &p->a_running);
-}
-
-static void *run_context(void *ctx)
-{
-    io_context_run(ctx);
-    return NULL;
+    atomic_store(&p->ran, true);
+    tu_latch_count_down(p->both_running);
+    tu_latch_wait(p->both_running);
 }
 
 START_TEST(different_strands_run_in_parallel)
 {
-    struct parallel_test p = { .a_running = false, .b_running = false };
-    io_context *ctx = new_context();
-    io_strand *a = new_strand(ctx), *b = new_strand(ctx);
-    pthread_t threads[2];
+    io_context *ctx = tu_new_default_context();
+    io_strand *a = tu_new_strand(ctx), *b = tu_new_strand(ctx);
+    struct tu_latch both_running;
+    struct partner pa = { .both_running = &both_running }, pb = { .both_running = &both_running };
+    struct tu_runner runners[2];
 
-    pthread_mutex_init(&p.lock, NULL);
-    pthread_cond_init(&p.cond, NULL);
-    ck_assert_int_eq(io_strand_post(a, handler_a, &p), 0);
-    ck_assert_int_eq(io_strand_post(b, handler_b, &p), 0);
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(pthread_create(&threads[i], NULL, run_context, ctx), 0);
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
-    ck_assert(p.a_running && p.b_running);
-    pthread_cond_destroy(&p.cond);
-    pthread_mutex_destroy(&p.lock);
+    tu_latch_init(&both_running, 2);
+    atomic_init(&pa.ran, false);
+    atomic_init(&pb.ran, false);
+    ck_assert_int_eq(io_strand_post(a, wait_for_partner, &pa), 0);
+    ck_assert_int_eq(io_strand_post(b, wait_for_partner, &pb), 0);
+    tu_runners_start(runners, 2, ctx);
+    ck_assert_uint_eq(tu_runners_join(runners, 2), 2);
+    ck_assert(tu_bool(&pa.ran) && tu_bool(&pb.ran));
+    tu_latch_destroy(&both_running);
     io_strand_destroy(a);
     io_strand_destroy(b);
     io_context_destroy(ctx);
@@ -571,12 +525,11 @@ END_TEST
 #define STRANDS 16
 #define RUNNERS 4
 
-/* Per strand: how many of its handlers are running now, the most ever at
- * once, and the last sequence number seen from each poster. */
+/* Per strand: whether two of its handlers ever ran at once, and the last
+ * sequence number seen from each poster. */
 struct strand_check {
     io_strand *strand;
-    atomic_int in_flight;
-    atomic_int overlaps;            /* handlers that found another running */
+    struct tu_serial serial;
     int last_seq[POSTERS];          /* touched only by the strand's handlers */
     atomic_int out_of_order;
     atomic_int not_running_in_thread;
@@ -592,18 +545,17 @@ static void check_strand_handler(void *arg)
 {
     struct tagged_post *p = arg;
     struct strand_check *c = p->check;
-    if (atomic_fetch_add(&c->in_flight, 1) != 0)
-        atomic_fetch_add(&c->overlaps, 1);
+
+    tu_serial_enter(&c->serial);
     if (!io_strand_running_in_this_thread(c->strand))
         atomic_fetch_add(&c->not_running_in_thread, 1);
     if (p->seq != c->last_seq[p->poster] + 1)
         atomic_fetch_add(&c->out_of_order, 1);
     c->last_seq[p->poster] = p->seq;
-    atomic_fetch_sub(&c->in_flight, 1);
+    tu_serial_leave(&c->serial);
 }
 
 struct poster {
-    pthread_t thread;
     struct tagged_post *posts;      /* built before the thread starts */
     int refused;
 };
@@ -621,33 +573,16 @@ static void *post_tagged(void *arg)
     return NULL;
 }
 
-struct counted_runner {
-    pthread_t thread;
-    io_context *ctx;
-    size_t ran;
-};
-
-static void *run_and_count(void *arg)
-{
-    struct counted_runner *r = arg;
-
-    r->ran = io_context_run(r->ctx);
-    return NULL;
-}
-
 START_TEST(many_threads_many_strands_fifo_and_never_concurrent)
 {
-    io_context *ctx = new_context();
+    io_context *ctx = tu_new_default_context();
     struct strand_check checks[STRANDS];
     struct poster posters[POSTERS];
-    struct counted_runner runners[RUNNERS];
     int seq_next[STRANDS][POSTERS] = { { 0 } };
-    size_t total = 0;
 
     for (int s = 0; s < STRANDS; s++) {
-        checks[s] = (struct strand_check){ .strand = new_strand(ctx) };
-        atomic_init(&checks[s].in_flight, 0);
-        atomic_init(&checks[s].overlaps, 0);
+        checks[s] = (struct strand_check){ .strand = tu_new_strand(ctx) };
+        tu_serial_init(&checks[s].serial);
         atomic_init(&checks[s].out_of_order, 0);
         atomic_init(&checks[s].not_running_in_thread, 0);
     }
@@ -663,25 +598,12 @@ START_TEST(many_threads_many_strands_fifo_and_never_concurrent)
             posters[p].posts[i] = (struct tagged_post){ &checks[s], p, ++seq_next[s][p] };
         }
     }
-    io_context_work_started(ctx);
-    for (int r = 0; r < RUNNERS; r++) {
-        runners[r] = (struct counted_runner){ .ctx = ctx };
-        ck_assert_int_eq(pthread_create(&runners[r].thread, NULL, run_and_count, &runners[r]), 0);
-    }
+    ck_assert_uint_eq(tu_run_while(ctx, RUNNERS, post_tagged, posters, sizeof(posters[0]), POSTERS),
+                      POSTERS * POSTS_PER_POSTER);
     for (int p = 0; p < POSTERS; p++)
-        ck_assert_int_eq(pthread_create(&posters[p].thread, NULL, post_tagged, &posters[p]), 0);
-    for (int p = 0; p < POSTERS; p++) {
-        ck_assert_int_eq(pthread_join(posters[p].thread, NULL), 0);
         ck_assert_int_eq(posters[p].refused, 0);
-    }
-    io_context_work_finished(ctx);
-    for (int r = 0; r < RUNNERS; r++) {
-        ck_assert_int_eq(pthread_join(runners[r].thread, NULL), 0);
-        total += runners[r].ran;
-    }
-    ck_assert_uint_eq(total, POSTERS * POSTS_PER_POSTER);
     for (int s = 0; s < STRANDS; s++) {
-        ck_assert_int_eq(tu_int(&checks[s].overlaps), 0);
+        ck_assert_int_eq(tu_int(&checks[s].serial.overlaps), 0);
         ck_assert_int_eq(tu_int(&checks[s].out_of_order), 0);
         ck_assert_int_eq(tu_int(&checks[s].not_running_in_thread), 0);
         for (int p = 0; p < POSTERS; p++)
@@ -694,39 +616,22 @@ START_TEST(many_threads_many_strands_fifo_and_never_concurrent)
 }
 END_TEST
 
-static Suite *strand_suite(void)
+void tu_add_tests(Suite *s)
 {
-    Suite *s = suite_create("strand");
-    TCase *tc;
-
-    tc = tu_tcase(s, "errors");
-    tcase_add_test(tc, null_arguments_give_einval);
-
-    tc = tu_tcase(s, "order");
-    tcase_add_test(tc, post_never_runs_inline_and_keeps_fifo);
-    tcase_add_test(tc, run_one_and_poll_one_run_one_strand_handler);
-    tcase_add_test(tc, post_from_own_handler_runs_after_it_returns);
-    tcase_add_test(tc, running_in_this_thread_follows_the_call_stack);
-    tcase_add_test(tc, stop_inside_a_strand_leaves_the_rest_queued_in_order);
-
-    tcase_add_test(tc, a_busy_strand_does_not_starve_the_others);
-
-    tc = tu_tcase(s, "lifetime");
-    tcase_add_test(tc, destroy_keeps_queued_handlers);
-    tcase_add_test(tc, destroy_from_its_own_handler);
-    tcase_add_test(tc, destroyed_strand_is_freed_after_its_last_handler);
-    tcase_add_test(tc, destroy_while_another_thread_runs_its_handler);
-    tcase_add_test(tc, context_destroy_runs_strand_handlers_then_frees_strands);
-    tcase_add_test(tc, context_destroy_runs_strand_handlers_of_a_stopped_context);
-    tcase_add_test(tc, out_of_memory_gives_enomem_and_loses_nothing);
-
-    tc = tu_tcase(s, "concurrency");
-    tcase_add_test(tc, different_strands_run_in_parallel);
-    tcase_add_test(tc, many_threads_many_strands_fifo_and_never_concurrent);
-    return s;
-}
-
-int main(void)
-{
-    return tu_run_suite(strand_suite());
+    tu_add_tcase(s, "errors", TU_TESTS(null_arguments_give_einval));
+    tu_add_tcase(s, "order", TU_TESTS(post_never_runs_inline_and_keeps_fifo,
+                                      run_one_and_poll_one_run_one_strand_handler,
+                                      post_from_own_handler_runs_after_it_returns,
+                                      running_in_this_thread_follows_the_call_stack,
+                                      stop_inside_a_strand_leaves_the_rest_queued_in_order,
+                                      a_busy_strand_does_not_starve_the_others));
+    tu_add_tcase(s, "lifetime", TU_TESTS(destroy_keeps_queued_handlers,
+                                         destroy_from_its_own_handler,
+                                         destroyed_strand_is_freed_after_its_last_handler,
+                                         destroy_while_another_thread_runs_its_handler,
+                                         context_destroy_runs_strand_handlers_then_frees_strands,
+                                         context_destroy_runs_strand_handlers_of_a_stopped_context,
+                                         out_of_memory_gives_enomem_and_loses_nothing));
+    tu_add_tcase(s, "concurrency", TU_TESTS(different_strands_run_in_parallel,
+                                            many_threads_many_strands_fifo_and_never_concurrent));
 }

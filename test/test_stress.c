@@ -1,5 +1,6 @@
 /*
- * test_stress.c - randomized stress: every rule at once, under load.
+ * test_stress.c - randomized stress: every promise of the library at once,
+ * under load.
  *
  * 16 issuer threads do random operations on 32 AF_UNIX stream socketpairs
  * ("slots") with small send buffers, so that writes would block and the
@@ -40,7 +41,6 @@
 #include <stdarg.h>
 #include <sys/socket.h>
 
-#include "ioctx.h"
 #include "test_util.h"
 
 #define N_ISSUERS     16
@@ -75,6 +75,12 @@ static const struct { enum op_kind kind; unsigned weight; } weights[] = {
 
 enum slot_state { SLOT_OPEN, SLOT_CLOSED, SLOT_DESTROYED };
 
+/* A growing array of pointers, owned by one thread at a time. */
+struct ptr_list {
+    void **items;
+    size_t n, cap;
+};
+
 struct slot;
 
 struct write_op {
@@ -99,8 +105,7 @@ struct slot {
     pthread_mutex_t lock;
     io_descriptor *d;
     enum slot_state state;
-    struct write_op **ops;      /* by sequence number */
-    size_t nops, cap;
+    struct ptr_list ops;        /* struct write_op *, by sequence number */
     /* Touched only by the descriptor's handlers, which its strand
      * serialises. */
     atomic_int in_handler;
@@ -133,13 +138,7 @@ struct issuer {
     unsigned count[K_COUNT];
     unsigned refused;
     uint64_t strand_posts[N_STRANDS];
-    struct post_op **posts;
-    size_t nposts, cap;
-};
-
-struct runner {
-    pthread_t thread;
-    int mode;                   /* 0: run, 1: run_one until it returns 0 */
+    struct ptr_list posts;      /* struct post_op * */
 };
 
 static struct {
@@ -164,13 +163,11 @@ static struct {
     char first_violation[512];
 } st;
 
-static _Thread_local bool in_run_call;
-
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Records a broken rule seen on a thread that cannot ck_assert; the first
+/* Records a broken promise seen on a thread that cannot ck_assert; the first
  * message is kept for the final assertion. */
 static void violation(const char *fmt, ...)
 {
@@ -183,18 +180,9 @@ static void violation(const char *fmt, ...)
     va_end(ap);
 }
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static unsigned rnd(uint64_t *state, unsigned n)
 {
-    return (unsigned)(splitmix64(state) % n);
+    return (unsigned)(tu_splitmix64(state) % n);
 }
 
 /* 1 .. 65535 bytes, each power of two range equally likely. */
@@ -205,23 +193,10 @@ static size_t random_size(uint64_t *state)
     return ((size_t)1 << e) + rnd(state, 1u << e);
 }
 
-static uint32_t pattern_seed(int slot, uint64_t seq)
+/* The key of the data of op seq on a slot (tu_fill_pattern). */
+static uint64_t pattern_key(int slot, uint64_t seq)
 {
-    uint64_t s = ((uint64_t)slot << 48) ^ seq ^ st.seed;
-
-    return (uint32_t)splitmix64(&s);
-}
-
-/* The data of op seq on a slot: the high bytes of an LCG, so that a byte
- * out of place, repeated or lost shows. */
-static void fill_pattern(unsigned char *buf, size_t len, uint32_t seed)
-{
-    uint32_t x = seed;
-
-    for (size_t i = 0; i < len; i++) {
-        x = x * 1664525u + 1013904223u;
-        buf[i] = (unsigned char)(x >> 24);
-    }
+    return ((uint64_t)slot << 48) ^ seq ^ st.seed;
 }
 
 static unsigned env_or(const char *name, unsigned long long dflt, uint64_t *out64)
@@ -271,7 +246,7 @@ static void leave_strand(int k)
 
 static void check_handler_thread(void)
 {
-    if (!in_run_call)
+    if (!tu_inside_run)
         violation("a handler ran outside io_context_run/run_one");
 }
 
@@ -285,7 +260,7 @@ static void on_write(void *arg, int error, size_t bytes)
         violation("slot %d: two of its handlers at once", s->index);
     if (s->strand >= 0)
         enter_strand(s->strand);
-    /* Rule 10: only cancelled ops may complete out of start order. */
+    /* Only cancelled ops may complete out of start order. */
     if (error == 0) {
         if (s->last_ok != NULL && op->seq <= s->last_ok->seq)
             violation("slot %d: the handler of op %" PRIu64 " (%s, %zu bytes, error 0) ran "
@@ -327,15 +302,15 @@ static void on_post(void *arg)
 /* issuers                                                             */
 /* ------------------------------------------------------------------ */
 
-static void append_op(struct slot *s, struct write_op *op)
+static void list_push(struct ptr_list *l, void *item)
 {
-    if (s->nops == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 256;
-        s->ops = realloc(s->ops, s->cap * sizeof(*s->ops));
-        if (s->ops == NULL)
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->items = realloc(l->items, l->cap * sizeof(*l->items));
+        if (l->items == NULL)
             abort();
     }
-    s->ops[s->nops++] = op;
+    l->items[l->n++] = item;
 }
 
 /* Cuts [0, size) into 1..MAX_IOV buffers, some possibly empty. */
@@ -394,10 +369,10 @@ static enum op_kind do_write(struct issuer *is, bool write_all)
         free(op);
         return K_SKIPPED;
     }
-    op->seq = s->nops;
+    op->seq = s->ops.n;
     op->expect_ebadf = s->state == SLOT_CLOSED;
-    fill_pattern(data, op->size, pattern_seed(s->index, op->seq));
-    append_op(s, op);
+    tu_fill_pattern(data, op->size, pattern_key(s->index, op->seq));
+    list_push(&s->ops, op);
     err = write_all ? io_descriptor_async_write(s->d, iov, count, on_write, op, sig)
                     : io_descriptor_async_write_some(s->d, iov, count, on_write, op, sig);
     if (err != 0) {
@@ -422,13 +397,7 @@ static enum op_kind do_post(struct issuer *is, bool on_strand)
     p->poster = is->index;
     p->strand = on_strand ? (int)rnd(&is->rng, N_STRANDS) : -1;
     atomic_init(&p->calls, 0);
-    if (is->nposts == is->cap) {
-        is->cap = is->cap ? 2 * is->cap : 256;
-        is->posts = realloc(is->posts, is->cap * sizeof(*is->posts));
-        if (is->posts == NULL)
-            abort();
-    }
-    is->posts[is->nposts++] = p;
+    list_push(&is->posts, p);
     if (on_strand) {
         p->n = ++is->strand_posts[p->strand];
         err = io_strand_post(st.strands[p->strand].strand, on_post, p);
@@ -570,36 +539,26 @@ static void *issue(void *arg)
 /* run threads and their controller                                    */
 /* ------------------------------------------------------------------ */
 
-static void *run_ctx(void *arg)
+/* The other way to run: run_one until it finds no work. */
+static size_t run_one_until_idle(io_context *ctx)
 {
-    struct runner *r = arg;
     size_t n = 0, one;
 
-    in_run_call = true;
-    if (r->mode == 0) {
-        n = io_context_run(st.ctx);
-    } else {
-        while ((one = io_context_run_one(st.ctx)) != 0)
-            n += one;
-    }
-    in_run_call = false;
-    atomic_fetch_add(&st.run_returned, n);
-    return NULL;
+    while ((one = io_context_run_one(ctx)) != 0)
+        n += one;
+    return n;
 }
 
-static void start_runners(struct runner *r, int n, uint64_t *rng)
-{
-    for (int i = 0; i < n; i++) {
-        r[i].mode = (int)rnd(rng, 2);
-        if (pthread_create(&r[i].thread, NULL, run_ctx, &r[i]) != 0)
-            abort();
-    }
-}
-
-static void join_runners(struct runner *r, int n)
+/* n run threads, each with run or with run_one_until_idle. */
+static void start_runners(struct tu_runner *r, int n, uint64_t *rng)
 {
     for (int i = 0; i < n; i++)
-        pthread_join(r[i].thread, NULL);
+        tu_runner_start(&r[i], st.ctx, rnd(rng, 2) == 0 ? io_context_run : run_one_until_idle, NULL);
+}
+
+static void join_runners(struct tu_runner *r, int n)
+{
+    atomic_fetch_add(&st.run_returned, tu_runners_join(r, n));
 }
 
 /* Waits until the issuers have made target steps; true once they are
@@ -626,7 +585,7 @@ static bool wait_progress(unsigned target)
 static void *control(void *arg)
 {
     uint64_t rng = *(uint64_t *)arg;
-    struct runner r[MAX_RUNNERS];
+    struct tu_runner r[MAX_RUNNERS];
     unsigned step = st.total_ops / 32 + 1;
     int n;
 
@@ -803,13 +762,13 @@ static void check_write_op(const struct write_op *op, struct totals *t)
 static void check_handlers(struct totals *t)
 {
     for (int i = 0; i < N_SLOTS; i++)
-        for (size_t k = 0; k < st.slots[i].nops; k++)
-            check_write_op(st.slots[i].ops[k], t);
+        for (size_t k = 0; k < st.slots[i].ops.n; k++)
+            check_write_op(st.slots[i].ops.items[k], t);
     for (int i = 0; i < N_ISSUERS; i++) {
         struct issuer *is = &st.issuers[i];
 
-        for (size_t k = 0; k < is->nposts; k++) {
-            struct post_op *p = is->posts[k];
+        for (size_t k = 0; k < is->posts.n; k++) {
+            struct post_op *p = is->posts.items[k];
             int calls = tu_int(&p->calls);
 
             ck_assert_msg(calls == (p->refused ? 0 : 1), "issuer %d post %zu: ran %d times",
@@ -829,15 +788,15 @@ static void check_stream(struct slot *s, unsigned char *want)
     size_t pos = 0;
 
     ck_assert_msg(s->reader_closed, "slot %d: reader never saw EOF", s->index);
-    for (size_t k = 0; k < s->nops; k++) {
-        struct write_op *op = s->ops[k];
+    for (size_t k = 0; k < s->ops.n; k++) {
+        struct write_op *op = s->ops.items[k];
         size_t bytes = atomic_load(&op->bytes);
 
         if (op->refused || bytes == 0)
             continue;
         ck_assert_msg(pos + bytes <= s->ngot, "slot %d: reader got %zu bytes, op %zu ends at %zu",
                       s->index, s->ngot, k, pos + bytes);
-        fill_pattern(want, bytes, pattern_seed(s->index, op->seq));
+        tu_fill_pattern(want, bytes, pattern_key(s->index, op->seq));
         if (memcmp(s->got + pos, want, bytes) != 0) {
             size_t off = 0;
 
@@ -859,16 +818,16 @@ static void free_all(void)
     for (int i = 0; i < N_SLOTS; i++) {
         struct slot *s = &st.slots[i];
 
-        for (size_t k = 0; k < s->nops; k++)
-            free(s->ops[k]);
-        free(s->ops);
+        for (size_t k = 0; k < s->ops.n; k++)
+            free(s->ops.items[k]);
+        free(s->ops.items);
         free(s->got);
         pthread_mutex_destroy(&s->lock);
     }
     for (int i = 0; i < N_ISSUERS; i++) {
-        for (size_t k = 0; k < st.issuers[i].nposts; k++)
-            free(st.issuers[i].posts[k]);
-        free(st.issuers[i].posts);
+        for (size_t k = 0; k < st.issuers[i].posts.n; k++)
+            free(st.issuers[i].posts.items[k]);
+        free(st.issuers[i].posts.items);
     }
     pthread_cond_destroy(&st.progress);
     pthread_mutex_destroy(&st.progress_lock);
@@ -907,7 +866,7 @@ START_TEST(random_operations_keep_every_invariant)
     fprintf(stderr, "stress: seed=%" PRIu64 " ops=%u (replay: IOCTX_STRESS_SEED=%" PRIu64
             " IOCTX_STRESS_OPS=%u)\n", st.seed, st.total_ops, st.seed, st.total_ops);
     rng = st.seed;
-    control_rng = splitmix64(&rng);
+    control_rng = tu_splitmix64(&rng);
     fds_before = count_open_fds();
     setup_all(&rng);
 
@@ -961,19 +920,11 @@ START_TEST(random_operations_keep_every_invariant)
 }
 END_TEST
 
-static Suite *stress_suite(void)
+void tu_add_tests(Suite *s)
 {
-    Suite *s = suite_create("stress");
-    TCase *tc = tu_tcase(s, "random");
+    TCase *tc = tu_add_tcase(s, "random", TU_TESTS(random_operations_keep_every_invariant));
 
     /* Longer than the other suites: a TSan run on two cores takes tens of
      * seconds, and CK_TIMEOUT_MULTIPLIER scales this further. */
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, random_operations_keep_every_invariant);
-    return s;
-}
-
-int main(void)
-{
-    return tu_run_suite(stress_suite());
 }

@@ -28,17 +28,8 @@ START_TEST(version_string_spells_the_same_numbers)
 }
 END_TEST
 
-static Suite *version_suite(void)
+void tu_add_tests(Suite *s)
 {
-    Suite *s = suite_create("version");
-    TCase *tc = tu_tcase(s, "version");
-
-    tcase_add_test(tc, runtime_version_equals_the_header_macros);
-    tcase_add_test(tc, version_string_spells_the_same_numbers);
-    return s;
-}
-
-int main(void)
-{
-    return tu_run_suite(version_suite());
+    tu_add_tcase(s, "version", TU_TESTS(runtime_version_equals_the_header_macros,
+                                        version_string_spells_the_same_numbers));
 }

@@ -1,11 +1,13 @@
 /*
  * bench_common.h - what the C benchmarks share: the command line (so
- * that every peer runs the very same workload) and the clock.
+ * that every peer runs the very same workload), the clock, and starting
+ * a thread.
  */
 #ifndef IOCTX_BENCH_COMMON_H
 #define IOCTX_BENCH_COMMON_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,18 @@ static inline double bench_now(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Starts fn(arg) on *t, or says why not and exits: a benchmark missing a
+ * thread measures nothing. */
+static inline void bench_start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    int err = pthread_create(t, NULL, fn, arg);
+
+    if (err != 0) {
+        fprintf(stderr, "pthread_create: %s\n", strerror(err));
+        exit(1);
+    }
 }
 
 /* Parses "--handlers N --strands S --threads T --posters P" (any order,

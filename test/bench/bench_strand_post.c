@@ -7,8 +7,6 @@
  * "ioctx <handlers per second>", and fails if a handler was lost.
  * bench_strand_post_asio.cpp runs the very same workload on Asio.
  */
-#include <pthread.h>
-
 #include "bench_common.h"
 #include "ioctx.h"
 
@@ -79,12 +77,10 @@ int main(int argc, char **argv)
     start = bench_now();
     io_context_work_started(sh.ctx);
     for (unsigned t = 0; t < sh.o.threads; t++)
-        if (pthread_create(&runners[t], NULL, run, sh.ctx) != 0)
-            return 1;
+        bench_start_thread(&runners[t], run, sh.ctx);
     for (unsigned p = 0; p < sh.o.posters; p++) {
         posters[p] = (struct poster){ .sh = &sh, .id = p };
-        if (pthread_create(&posters[p].thread, NULL, post_share, &posters[p]) != 0)
-            return 1;
+        bench_start_thread(&posters[p].thread, post_share, &posters[p]);
     }
     for (unsigned p = 0; p < sh.o.posters; p++) {
         pthread_join(posters[p].thread, NULL);

@@ -520,6 +520,64 @@ int bw_stop(struct bw_bench *b)
     return 0;
 }
 
+int bw_run_beside(struct bw_bench *b, void *(*thread_main)(void *), bw_submit_fn submit,
+                  void *impl, const unsigned long long *writes)
+{
+    pthread_t thread;
+    int status = bw_start(b);
+
+    if (status != 0)
+        return status;
+    if (pthread_create(&thread, NULL, thread_main, impl) != 0) {
+        fprintf(stderr, "%s: cannot start the library's thread\n", b->name);
+        exit(1);                    /* the readers wait for bytes that will not come */
+    }
+    bw_produce(b, submit, impl);
+    pthread_join(thread, NULL);
+    bw_stop(b);
+    return bw_report(b, writes != NULL ? (long long)*writes : bw_interposed_writes(b));
+}
+
+void bw_list_push(struct bw_msg_list *l, struct bw_msg *m)
+{
+    m->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = m;
+    else
+        l->head = m;
+    l->tail = m;
+}
+
+struct bw_msg *bw_list_pop(struct bw_msg_list *l)
+{
+    struct bw_msg *m = l->head;
+
+    if (m != NULL) {
+        l->head = m->next;
+        if (l->head == NULL)
+            l->tail = NULL;
+    }
+    return m;
+}
+
+void bw_handoff_push(struct bw_handoff *h, struct bw_msg *m)
+{
+    pthread_mutex_lock(&h->lock);
+    bw_list_push(&h->list, m);
+    pthread_mutex_unlock(&h->lock);
+}
+
+struct bw_msg *bw_handoff_take(struct bw_handoff *h)
+{
+    struct bw_msg *m;
+
+    pthread_mutex_lock(&h->lock);
+    m = h->list.head;
+    h->list = (struct bw_msg_list){ NULL, NULL };
+    pthread_mutex_unlock(&h->lock);
+    return m;
+}
+
 long long bw_interposed_writes(const struct bw_bench *b)
 {
     if (!bench_counting_available())

@@ -32,6 +32,7 @@
 #ifndef IOCTX_BENCH_WRITE_COMMON_H
 #define IOCTX_BENCH_WRITE_COMMON_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -114,6 +115,40 @@ bool bw_all_completed(const struct bw_bench *b);
 /* Waits for the readers to have verified every byte, then ends the timed
  * section. */
 int bw_stop(struct bw_bench *b);
+
+/* The whole run, for a library that does all its work on one thread of
+ * its own (libuv's loop, an io_uring ring): starts the readers and the
+ * timed section, runs thread_main(impl) on a new thread while the
+ * producers submit, waits for that thread to return (once every message
+ * is completed), ends the timed section and prints the result line.
+ * writes: the library's own count of its write submissions, read once
+ * its thread has returned; NULL for the interposer's count.  Returns the
+ * exit status, as bw_report. */
+int bw_run_beside(struct bw_bench *b, void *(*thread_main)(void *), bw_submit_fn submit,
+                  void *impl, const unsigned long long *writes);
+
+/* Messages in order, linked through next: what waits for a connection,
+ * or what producers hand over to a library's own thread. */
+struct bw_msg_list {
+    struct bw_msg *head, *tail;
+};
+
+void bw_list_push(struct bw_msg_list *l, struct bw_msg *m);
+/* The first message, taken off the list; NULL if it is empty. */
+struct bw_msg *bw_list_pop(struct bw_msg_list *l);
+
+/* A list that producers push to (submit) and the library's thread takes
+ * whole (bw_handoff_take), under a lock. */
+struct bw_handoff {
+    pthread_mutex_t lock;
+    struct bw_msg_list list;
+};
+
+#define BW_HANDOFF_INIT { PTHREAD_MUTEX_INITIALIZER, { NULL, NULL } }
+
+void bw_handoff_push(struct bw_handoff *h, struct bw_msg *m);
+/* Every message pushed so far, in order, linked through next. */
+struct bw_msg *bw_handoff_take(struct bw_handoff *h);
 
 /* Write system calls made on the connections' write ends during the timed
  * section, as counted by the interposer (bench_interpose.c); -1 where the

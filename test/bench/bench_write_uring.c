@@ -18,7 +18,6 @@
  */
 #include <errno.h>
 #include <liburing.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +30,7 @@
 /* What the ring thread knows of one connection; only it touches this. */
 struct uring_conn {
     int fd;
-    struct bw_msg *head, *tail;     /* waiting for the one in flight */
+    struct bw_msg_list waiting;     /* behind the one in flight */
     struct bw_msg *inflight;
     size_t done;                    /* bytes of inflight already written */
     struct iovec iov;               /* what its writev writes */
@@ -45,8 +44,7 @@ struct uring_bench {
     uint64_t efd_value;             /* target of the eventfd read */
     struct uring_conn *conns;
     unsigned long long writes;      /* writev SQEs, ring thread only */
-    pthread_mutex_t lock;
-    struct bw_msg *head, *tail;     /* handed over by producers; guarded by lock */
+    struct bw_handoff queue;        /* from the producers */
     atomic_bool wake_pending;
 };
 
@@ -55,14 +53,7 @@ static void submit(void *impl, struct bw_msg *m)
     struct uring_bench *ub = impl;
     uint64_t one = 1;
 
-    m->next = NULL;
-    pthread_mutex_lock(&ub->lock);
-    if (ub->tail != NULL)
-        ub->tail->next = m;
-    else
-        ub->head = m;
-    ub->tail = m;
-    pthread_mutex_unlock(&ub->lock);
+    bw_handoff_push(&ub->queue, m);
     /* One eventfd write per batch: the ring thread clears the flag before
      * it takes the queue, so a message appended later writes again. */
     if (!atomic_exchange(&ub->wake_pending, true) && write(ub->efd, &one, sizeof(one)) < 0) {
@@ -123,24 +114,14 @@ static void take_handed_over(struct uring_bench *ub)
     struct bw_msg *m, *next;
 
     atomic_store(&ub->wake_pending, false);
-    pthread_mutex_lock(&ub->lock);
-    m = ub->head;
-    ub->head = ub->tail = NULL;
-    pthread_mutex_unlock(&ub->lock);
-    for (; m != NULL; m = next) {
+    for (m = bw_handoff_take(&ub->queue); m != NULL; m = next) {
         struct uring_conn *c = &ub->conns[m->conn];
 
         next = m->next;
-        if (c->inflight == NULL) {
+        if (c->inflight == NULL)
             start(ub, c, m);
-            continue;
-        }
-        m->next = NULL;
-        if (c->tail != NULL)
-            c->tail->next = m;
         else
-            c->head = m;
-        c->tail = m;
+            bw_list_push(&c->waiting, m);
     }
 }
 
@@ -163,15 +144,11 @@ static void on_write(struct uring_bench *ub, struct uring_conn *c, int res)
         error = res < 0 ? -res : EIO;
     }
     bw_complete(m, error, c->done);     /* m belongs to its producer again */
-    m = c->head;
-    if (m == NULL) {
+    m = bw_list_pop(&c->waiting);
+    if (m == NULL)
         c->inflight = NULL;
-        return;
-    }
-    c->head = m->next;
-    if (c->head == NULL)
-        c->tail = NULL;
-    start(ub, c, m);
+    else
+        start(ub, c, m);
 }
 
 static void *ring_main(void *arg)
@@ -236,33 +213,18 @@ static int setup(struct bw_bench *b, struct uring_bench *ub)
 int main(int argc, char **argv)
 {
     struct bw_bench b;
-    struct uring_bench ub = { .efd = -1 };
-    pthread_t ring_thread;
-    int status;
+    struct uring_bench ub = { .efd = -1, .queue = BW_HANDOFF_INIT };
+    int status = bw_init(&b, "uring", argc, argv);
 
-    pthread_mutex_init(&ub.lock, NULL);
-    status = bw_init(&b, "uring", argc, argv);
     if (status == 0)
         status = setup(&b, &ub);
     if (status == 0)
-        status = bw_start(&b);
-    if (status != 0)
-        goto out;
-    if (pthread_create(&ring_thread, NULL, ring_main, &ub) != 0) {
-        fprintf(stderr, "uring: cannot start the ring thread\n");
-        exit(1);                    /* the readers wait for bytes that will not come */
-    }
-    bw_produce(&b, submit, &ub);
-    pthread_join(ring_thread, NULL);
-    bw_stop(&b);
-    status = bw_report(&b, (long long)ub.writes);
-out:
+        status = bw_run_beside(&b, ring_main, submit, &ub, &ub.writes);
     if (ub.ring_ready)
         io_uring_queue_exit(&ub.ring);
     if (ub.efd >= 0)
         close(ub.efd);
     free(ub.conns);
-    pthread_mutex_destroy(&ub.lock);
     bw_fini(&b);
     return status;
 }

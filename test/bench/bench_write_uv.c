@@ -10,8 +10,6 @@
  * --run-threads and --workers do not apply.  writes_per_msg: the
  * interposer's count of write system calls on the connections.
  */
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +23,7 @@ struct uv_bench {
     uv_async_t wakeup;
     uv_pipe_t *pipes;
     uv_write_t *reqs;               /* one per pool slot */
-    pthread_mutex_t lock;
-    struct bw_msg *head, *tail;     /* guarded by lock */
+    struct bw_handoff queue;
 };
 
 static void submit(void *impl, struct bw_msg *m)
@@ -34,14 +31,7 @@ static void submit(void *impl, struct bw_msg *m)
     struct uv_bench *ub = impl;
     int err;
 
-    m->next = NULL;
-    pthread_mutex_lock(&ub->lock);
-    if (ub->tail != NULL)
-        ub->tail->next = m;
-    else
-        ub->head = m;
-    ub->tail = m;
-    pthread_mutex_unlock(&ub->lock);
+    bw_handoff_push(&ub->queue, m);
     err = uv_async_send(&ub->wakeup);
     if (err != 0) {
         fprintf(stderr, "uv: uv_async_send: %s\n", uv_strerror(err));
@@ -64,11 +54,7 @@ static void on_wakeup(uv_async_t *async)
     struct uv_bench *ub = async->data;
     struct bw_msg *m, *next;
 
-    pthread_mutex_lock(&ub->lock);
-    m = ub->head;
-    ub->head = ub->tail = NULL;
-    pthread_mutex_unlock(&ub->lock);
-    for (; m != NULL; m = next) {
+    for (m = bw_handoff_take(&ub->queue); m != NULL; m = next) {
         uv_buf_t buf = uv_buf_init((char *)m->data, (unsigned)m->size);
         uv_write_t *req = &ub->reqs[m->slot];
         int err;
@@ -141,31 +127,16 @@ static void teardown(struct uv_bench *ub, unsigned connections)
 int main(int argc, char **argv)
 {
     struct bw_bench b;
-    struct uv_bench ub = { 0 };
-    pthread_t loop_thread;
-    int status;
+    struct uv_bench ub = { .queue = BW_HANDOFF_INIT };
+    int status = bw_init(&b, "uv", argc, argv);
 
-    pthread_mutex_init(&ub.lock, NULL);
-    status = bw_init(&b, "uv", argc, argv);
     if (status == 0)
         status = setup(&b, &ub);
     if (status == 0)
-        status = bw_start(&b);
-    if (status != 0)
-        goto out;
-    if (pthread_create(&loop_thread, NULL, loop_main, &ub) != 0) {
-        fprintf(stderr, "uv: cannot start the loop thread\n");
-        exit(1);                    /* the readers wait for bytes that will not come */
-    }
-    bw_produce(&b, submit, &ub);
-    pthread_join(loop_thread, NULL);
-    bw_stop(&b);
-    status = bw_report(&b, bw_interposed_writes(&b));
-out:
+        status = bw_run_beside(&b, loop_main, submit, &ub, NULL);
     teardown(&ub, b.o.connections);
     free(ub.pipes);
     free(ub.reqs);
-    pthread_mutex_destroy(&ub.lock);
     bw_fini(&b);
     return status;
 }

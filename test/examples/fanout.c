@@ -1471,8 +1471,8 @@ int main(int argc, char **argv)
     if (parse_options(argc, argv, &o) != 0)
         return 2;
     /* The default action of SIGPIPE kills the process: a write to a peer
-     * that hung up must not raise it (API rule 16), and this proves it even
-     * when our parent ignored the signal. */
+     * that hung up must not raise it (ioctx never raises SIGPIPE), and this
+     * proves it even when our parent ignored the signal. */
     if (signal(SIGPIPE, SIG_DFL) == SIG_ERR)
         fatal("signal(SIGPIPE): %s", strerror(errno));
     f.o = &o;

@@ -1,0 +1,213 @@
+/*
+ * test_fd_kinds.c - which fds a descriptor takes and what it does to them
+ * (create: open fds only, O_NONBLOCK set, the caller's number kept,
+ * nothing leaked when memory runs out), and that every kind of fd a
+ * program writes to gets every byte: a regular file, /dev/null, a pty.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <termios.h>
+
+#include "alloc.h"
+#include "test_util.h"
+
+START_TEST(create_rejects_fds_that_are_not_open)
+{
+    io_context *ctx = tu_new_context(0);
+    io_descriptor *d = NULL;
+    int fds[2];
+
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert_int_eq(close(fds[0]), 0);
+    ck_assert_int_eq(close(fds[1]), 0);
+    ck_assert_int_eq(io_descriptor_create(ctx, fds[1], NULL, &d), EBADF);
+    ck_assert_int_eq(io_descriptor_create(ctx, -1, NULL, &d), EBADF);
+    ck_assert_ptr_null(d);
+    ck_assert_uint_eq(io_context_run(ctx), 0);
+    tu_destroy_context(ctx);
+}
+END_TEST
+
+/* NULL arguments give EINVAL, and the calls that tolerate NULL do. */
+START_TEST(null_arguments_give_einval)
+{
+    io_context *ctx = tu_new_context(0);
+    io_descriptor *d = NULL;
+    int fds[2];
+
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert_int_eq(io_descriptor_create(NULL, fds[1], NULL, &d), EINVAL);
+    ck_assert_ptr_null(d);
+    ck_assert_int_eq(io_descriptor_create(ctx, fds[1], NULL, NULL), EINVAL);
+    ck_assert(!tu_is_closed(fds[1]));   /* a refused create took no charge */
+
+    ck_assert_int_eq(io_descriptor_native_handle(NULL), -1);
+    ck_assert_uint_eq(io_descriptor_queued_bytes(NULL), 0);
+    ck_assert_int_eq(io_descriptor_cancel(NULL), EINVAL);
+    ck_assert_int_eq(io_descriptor_close(NULL), EINVAL);
+    errno = 0;
+    ck_assert_int_eq(io_descriptor_release(NULL), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    io_descriptor_destroy(NULL);
+    ck_assert_uint_eq(io_context_run(ctx), 0);
+    tu_destroy_context(ctx);
+    close(fds[0]);
+    close(fds[1]);
+}
+END_TEST
+
+/* create sets O_NONBLOCK; the fd stays the caller's number. */
+START_TEST(create_sets_nonblocking_and_reports_the_fd)
+{
+    io_context *ctx = tu_new_context(0);
+    io_descriptor *d;
+    int fds[2];
+
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert(!tu_is_nonblocking(fds[1]));
+    d = tu_new_descriptor(ctx, fds[1], NULL);
+    ck_assert(tu_is_nonblocking(fds[1]));
+    ck_assert_int_eq(io_descriptor_native_handle(d), fds[1]);
+    ck_assert(io_descriptor_is_open(d));
+    ck_assert_uint_eq(io_descriptor_queued_bytes(d), 0);
+    io_descriptor_destroy(d);
+    tu_destroy_context(ctx);
+    close(fds[0]);
+}
+END_TEST
+
+/* ENOMEM at any allocation of create, with nothing leaked and the fd left
+ * open; the create that succeeds gives a working descriptor. */
+START_TEST(create_out_of_memory_gives_enomem_and_leaks_nothing)
+{
+    io_context *ctx = tu_new_context(0);
+    size_t baseline = io__alloc_live();
+    io_descriptor *d = NULL;
+    struct tu_result r;
+    bool eof;
+    char c = 0;
+    int fds[2], err;
+    long n;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    for (n = 1; n < 100; n++) {
+        io__alloc_fail_after(n);
+        err = io_descriptor_create(ctx, fds[1], NULL, &d);
+        io__alloc_fail_after(0);
+        if (err == 0)
+            break;
+        ck_assert_int_eq(err, ENOMEM);
+        ck_assert_uint_eq(io__alloc_live(), baseline);
+        ck_assert(!tu_is_closed(fds[1]));
+    }
+    ck_assert_int_eq(err, 0);
+    ck_assert_int_gt(n, 1);            /* the first allocation did fail it */
+    tu_results_init(&r, 1);
+    ck_assert_int_eq(tu_write_all(d, "m", 1, &r), 0);
+    ck_assert_uint_eq(tu_run_marked(io_context_run, ctx), 1);
+    tu_assert_result_in_run(&r, 0, 1);
+    ck_assert_uint_eq(tu_read_available(fds[0], (unsigned char *)&c, 1, &eof), 1);
+    ck_assert_int_eq(c, 'm');
+    io_descriptor_destroy(d);
+    tu_destroy_context(ctx);
+    close(fds[0]);
+}
+END_TEST
+
+/* Writes len bytes of data to fd with one async_write of the given
+ * buffers, runs it, and checks the handler's result. */
+static void write_and_run(int fd, const struct iovec *iov, int count, size_t len)
+{
+    io_context *ctx = tu_new_context(0);
+    io_descriptor *d = tu_new_descriptor(ctx, fd, NULL);
+    struct tu_result r;
+
+    tu_results_init(&r, 1);
+    ck_assert_int_eq(io_descriptor_async_write(d, iov, (size_t)count, tu_record, &r, NULL), 0);
+    ck_assert_uint_eq(tu_run_marked(io_context_run, ctx), 1);
+    tu_assert_result_in_run(&r, 0, len);
+    io_descriptor_destroy(d);
+    tu_destroy_context(ctx);
+}
+
+START_TEST(regular_file_gets_every_byte)
+{
+    static const size_t sizes[3] = { 70001, 1, 30000 };
+    unsigned char *data = tu_new_pattern(sizes[0] + sizes[1] + sizes[2], 10), *got;
+    char path[] = "/tmp/ioctx-test-XXXXXX";
+    struct iovec iov[3];
+    size_t total;
+    int fd, check;
+
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    check = open(path, O_RDONLY);
+    ck_assert_int_ge(check, 0);
+    ck_assert_int_eq(unlink(path), 0);
+    total = tu_split(iov, data, sizes, 3);
+    got = malloc(total + 1);
+    ck_assert_ptr_nonnull(got);
+    write_and_run(fd, iov, 3, total);
+    ck_assert_int_eq(pread(check, got, total + 1, 0), (ssize_t)total);
+    ck_assert(memcmp(got, data, total) == 0);
+    close(check);
+    free(got);
+    free(data);
+}
+END_TEST
+
+START_TEST(dev_null_takes_a_mebibyte)
+{
+    size_t size = (size_t)1 << 20;
+    unsigned char *data = calloc(1, size);
+    struct iovec iov = io_buffer(data, size);
+    int fd;
+
+    ck_assert_ptr_nonnull(data);
+    fd = open("/dev/null", O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    write_and_run(fd, &iov, 1, size);
+    free(data);
+}
+END_TEST
+
+/* A raw pty: what goes into the slave comes out of the master unchanged. */
+START_TEST(pty_slave_writes_reach_the_master)
+{
+    size_t size = 32768;
+    unsigned char *data = tu_new_pattern(size, 11);
+    struct iovec iov = io_buffer(data, size);
+    struct termios tio;
+    struct tu_reader r;
+    const char *name;
+    int master, slave;
+
+    master = posix_openpt(O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(master, 0);
+    ck_assert_int_eq(grantpt(master), 0);
+    ck_assert_int_eq(unlockpt(master), 0);
+    name = ptsname(master);
+    ck_assert_ptr_nonnull(name);
+    slave = open(name, O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(slave, 0);
+    ck_assert_int_eq(tcgetattr(slave, &tio), 0);
+    cfmakeraw(&tio);
+    ck_assert_int_eq(tcsetattr(slave, TCSANOW, &tio), 0);
+
+    tu_reader_start(&r, master, size, size);
+    write_and_run(slave, &iov, 1, size);
+    tu_reader_finish(&r, data, size);
+    close(master);
+    free(data);
+}
+END_TEST
+
+void tu_add_tests(Suite *s)
+{
+    tu_add_tcase(s, "create", TU_TESTS(create_rejects_fds_that_are_not_open,
+                                       null_arguments_give_einval,
+                                       create_sets_nonblocking_and_reports_the_fd,
+                                       create_out_of_memory_gives_enomem_and_leaks_nothing));
+    tu_add_tcase(s, "kinds", TU_TESTS(regular_file_gets_every_byte, dev_null_takes_a_mebibyte,
+                                      pty_slave_writes_reach_the_master));
+}
