@@ -324,6 +324,10 @@ START_TEST(signals_interrupting_workers_never_reach_handlers)
     streams[0].read_end = sv[1];
     streams[1].read_end = fds[0];
     ck_assert_int_eq(pthread_create(&st.thread, NULL, signal_storm, &st), 0);
+    /* The storm has reached the workers before the first write, so that a
+     * fast transfer cannot finish before any signal lands (1 run in 300). */
+    while (tu_int(&signals_caught) == 0)
+        sched_yield();
 
     for (int k = 0; k < 2; k++) {
         init_results(streams[k].r, EINTR_WRITES);
@@ -382,13 +386,15 @@ START_TEST(signals_interrupting_workers_never_reach_handlers)
 }
 END_TEST
 
-/* With no fd left for its eventfd, create says so (EMFILE) and leaves
- * nothing behind; once an fd is free it works again. */
+/* With no fd left for the fds the workers wait on (an eventfd, and an
+ * epoll fd with that backend), create says so (EMFILE) and leaves nothing
+ * behind, also when it got some of them; as soon as enough fds are free it
+ * works again. */
 START_TEST(no_fd_left_for_the_wakeup_fd)
 {
-    size_t baseline = io__alloc_live();
+    size_t baseline = io__alloc_live(), freed = 0;
     struct rlimit old, tight;
-    int fillers[64], nfill = 0, fd;
+    int fillers[64], nfill = 0, fd, err;
     io_context *ctx = NULL;
 
     ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
@@ -403,12 +409,16 @@ START_TEST(no_fd_left_for_the_wakeup_fd)
         fillers[nfill++] = fd;
     ck_assert_int_eq(errno, EMFILE);
 
-    ck_assert_int_eq(io_context_create(&ctx, NULL), EMFILE);
-    ck_assert_ptr_null(ctx);
-    ck_assert_uint_eq(io__alloc_live(), baseline);
-
-    close(fillers[--nfill]);
-    ck_assert_int_eq(io_context_create(&ctx, NULL), 0);
+    /* One fd more each round: no backend needs more than two. */
+    while ((err = io_context_create(&ctx, NULL)) != 0) {
+        ck_assert_int_eq(err, EMFILE);
+        ck_assert_ptr_null(ctx);
+        ck_assert_uint_eq(io__alloc_live(), baseline);
+        ck_assert_uint_lt(freed, 2);
+        close(fillers[--nfill]);
+        freed++;
+    }
+    ck_assert_uint_ge(freed, 1);
     io_context_destroy(ctx);
     while (nfill > 0)
         close(fillers[--nfill]);
