@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh - installs what is missing, then builds and runs every test
-# with ctest in four configurations: plain (gcc), ASan+UBSan, TSan, and
-# clang; all with -Wall -Wextra -Wpedantic -Werror.  Then clang-tidy and
+# with ctest in five configurations: plain (gcc), ASan+UBSan, TSan, clang,
+# and the poll() backend of the workers (the others use the default, epoll
+# on Linux), so that neither backend rots; all with -Wall -Wextra
+# -Wpedantic -Werror.  Then clang-tidy and
 # cppcheck over src/.  Any test failure, sanitizer report or analyzer
 # finding fails the run.  clang, clang-tidy and cppcheck are installed
 # when possible and skipped, with a note, when not.  The last line is
@@ -95,6 +97,7 @@ run_check() {
 run_config plain "" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 run_config asan address
 run_config tsan thread
+run_config poll "" -DIOCTX_POLLER=poll
 # The second compiler: its warnings differ from gcc's.  DWARF 4, because
 # Debian 12's valgrind (shutdown_valgrind) cannot read clang 14's DWARF 5.
 if have_tool clang clang; then

@@ -212,12 +212,17 @@ int io_context_create(io_context **out, const io_context_options *opts)
     err = pthread_cond_init(&ctx->ready_cond, NULL);
     if (err != 0)
         goto out_destroy_lock;
-    err = io__workers_start(&ctx->workers, ctx->worker_threads);
+    err = io__op_cache_init(&ctx->op_cache);
     if (err != 0)
         goto out_destroy_cond;
+    err = io__workers_start(&ctx->workers, ctx->worker_threads);
+    if (err != 0)
+        goto out_free_op_cache;
     *out = ctx;
     return 0;
 
+out_free_op_cache:
+    io__op_cache_free(&ctx->op_cache);
 out_destroy_cond:
     pthread_cond_destroy(&ctx->ready_cond);
 out_destroy_lock:
@@ -257,6 +262,7 @@ void io_context_destroy(io_context *ctx)
         m->type->free(m);
     }
     io__workers_free(&ctx->workers);
+    io__op_cache_free(&ctx->op_cache);
     io__handler_nodes_free(&ctx->spare_nodes.nodes);
     pthread_cond_destroy(&ctx->ready_cond);
     pthread_mutex_destroy(&ctx->lock);

@@ -6,8 +6,10 @@
  * does in its turn is write_turn.c's.
  *
  * Data and locking:
- *   d->lock guards the op queue (op_queue.c), d->spare_ops, d->scheduled,
- *   d->detaching and every change of d->watch.fd.  d->public_fd,
+ *   d->lock guards the op queue (op_queue.c), d->scheduled, d->detaching
+ *   and d->released.  d->watch.fd is read by the worker that holds d and
+ *   written only by the thread that takes the fd away (close, release,
+ *   context shutdown), once the workers have let go and d is closed.  d->public_fd,
  *   d->queued_bytes and d->refs are atomics, read without it.  Lock order:
  *   d->lock, then the strand's lock, then ctx->lock (op_queue.c hands
  *   finished ops over with d->lock held); d->lock, then a cancel signal's
@@ -26,8 +28,7 @@
  *   close returns.
  *
  * References (d->refs): the user's handle, one per op from start until
- * its handler has returned and the op is back in d's cache (or freed),
- * and one while scheduled.  The last one frees d, which may happen on a
+ * its handler has returned, and one while scheduled.  The last one frees d, which may happen on a
  * run thread after a handler, or on a worker.
  */
 #include <errno.h>
@@ -37,11 +38,8 @@
 
 #include "internal.h"
 
-/* The most ops a descriptor keeps for reuse: enough for a burst of small
- * writes, bounded so that an idle connection pins little memory. */
-#define IO_DESCRIPTOR_SPARE_OPS 64
-
 static void release_refs(io_descriptor *d, unsigned n);
+static void let_go_locked(io_descriptor *d);
 static void turn(struct io_watch *w, struct iovec *scratch);
 static const struct io_task_type completion_type;
 static const struct io_cancel_target_ops cancel_target_ops;
@@ -85,7 +83,6 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
         .strand = strand,
         .ops = IO_TASK_QUEUE_INIT,
         .completed = IO_TASK_QUEUE_INIT,
-        .spare_ops = IO_TASK_QUEUE_INIT,
         .saved_flags = flags,
         .kind = kind_of(&st, fd),
         .cancel_target = { &cancel_target_ops },
@@ -101,21 +98,16 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
     err = pthread_mutex_init(&d->lock, NULL);
     if (err != 0)
         goto out_release_strand;
-    err = pthread_cond_init(&d->released_cond, NULL);
-    if (err != 0)
-        goto out_destroy_lock;
     /* Last, so that a failure above leaves the fd as it was.  Skips the
      * system call when the flag is already set. */
     if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
         err = errno;
-        goto out_destroy_cond;
+        goto out_destroy_lock;
     }
     io__context_adopt(ctx, &d->member, &member_type);
     *out = d;
     return 0;
 
-out_destroy_cond:
-    pthread_cond_destroy(&d->released_cond);
 out_destroy_lock:
     pthread_mutex_destroy(&d->lock);
 out_release_strand:
@@ -146,9 +138,6 @@ static void free_descriptor(io_descriptor *d)
 {
     if (d->watch.fd >= 0 && atomic_load(&d->public_fd) >= 0)
         close(d->watch.fd);
-    while (!io_task_queue_is_empty(&d->spare_ops))
-        io__write_op_free(op_of(io_task_queue_pop(&d->spare_ops)));
-    pthread_cond_destroy(&d->released_cond);
     pthread_mutex_destroy(&d->lock);
     io__free(d);
 }
@@ -188,44 +177,29 @@ static bool ends_at_once_locked(io_descriptor *d, const struct io_write_op *op, 
 }
 
 /* Returns an op for count buffers, filled, with d->lock held; NULL (out
- * of memory) with it not held.  A small one comes from d's cache when it
- * has one; the allocator is never called with the lock held. */
+ * of memory) with it not held. */
 static struct io_write_op *take_op(io_descriptor *d, const struct iovec *bufs, size_t count,
                                    bool write_all, io_write_handler handler, void *arg)
 {
-    struct io_write_op *op = NULL;
-    struct io_task *t;
+    struct io_write_op *op = io__write_op_take(&d->ctx->op_cache, count);
 
-    if (count <= IO_OP_INLINE_IOVS) {
-        pthread_mutex_lock(&d->lock);
-        if ((t = io_task_queue_pop(&d->spare_ops)) != NULL) {
-            d->spare_count--;
-            op = op_of(t);
-        }
-        if (op == NULL)
-            pthread_mutex_unlock(&d->lock);
-    }
-    if (op == NULL) {
-        op = io__write_op_alloc(count);
-        if (op == NULL)
-            return NULL;
-        pthread_mutex_lock(&d->lock);
-    }
+    if (op == NULL)
+        return NULL;
     io__write_op_init(op, bufs, count, write_all, handler, arg);
     op->task.type = &completion_type;
     op->d = d;
+    pthread_mutex_lock(&d->lock);
     return op;
 }
 
-/* Keeps op in d's cache if it is small and there is room; otherwise
- * returns it for the caller to free after unlocking.  d->lock held. */
-static struct io_write_op *give_back_locked(io_descriptor *d, struct io_write_op *op)
+/* Gives back an op that was never started.  d->lock held. */
+static void discard_op_locked(io_descriptor *d, struct io_write_op *op)
 {
-    if (!io__write_op_is_recyclable(op) || d->spare_count >= IO_DESCRIPTOR_SPARE_OPS)
-        return op;
-    io_task_queue_push(&d->spare_ops, &op->task);
-    d->spare_count++;
-    return NULL;
+    struct io_task_queue one = IO_TASK_QUEUE_INIT;
+
+    pthread_mutex_unlock(&d->lock);
+    io_task_queue_push(&one, &op->task);
+    io__write_ops_give_back(&d->ctx->op_cache, &one);
 }
 
 static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count, bool write_all,
@@ -246,10 +220,7 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
      * the refused call leaves no trace. */
     if (cancel != NULL && (at_once ? io__cancel_signal_is_busy(cancel)
                                    : io__cancel_signal_attach(cancel, &d->cancel_target, op) != 0)) {
-        op = give_back_locked(d, op);
-        pthread_mutex_unlock(&d->lock);
-        if (op != NULL)
-            io__write_op_free(op);
+        discard_op_locked(d, op);
         return EBUSY;
     }
     atomic_fetch_add(&d->refs, 1);
@@ -320,6 +291,9 @@ int io_descriptor_cancel(io_descriptor *d)
  */
 static void detach_locked(io_descriptor *d)
 {
+    pthread_cond_t released;
+    bool reclaimed;
+
     atomic_store(&d->public_fd, -1);
     io__op_queue_cancel_all_locked(d, ECANCELED);
     io__op_queue_hand_over_locked(d);
@@ -328,10 +302,22 @@ static void detach_locked(io_descriptor *d)
     d->detaching = true;
     atomic_store(&d->watch.urgent, true);
     pthread_mutex_unlock(&d->lock);
-    io__workers_hurry(&d->ctx->workers, &d->watch);
+    /* A descriptor waiting for POLLOUT is taken back from the poller
+     * here, in O(1), with no worker involved. */
+    reclaimed = io__workers_reclaim(&d->ctx->workers, &d->watch);
     pthread_mutex_lock(&d->lock);
+    if (reclaimed) {
+        let_go_locked(d);
+        atomic_fetch_sub(&d->refs, 1);  /* the workers'; the caller holds one */
+        return;
+    }
+    /* On this stack, not in d: only the one detaching thread waits. */
+    pthread_cond_init(&released, NULL);
+    d->released = &released;
     while (d->scheduled)
-        pthread_cond_wait(&d->released_cond, &d->lock);
+        pthread_cond_wait(&released, &d->lock);
+    d->released = NULL;
+    pthread_cond_destroy(&released);
 }
 
 /* Detaches d and takes its fd from it; -1 with errno EBADF when it is
@@ -345,9 +331,12 @@ static int take_fd(io_descriptor *d)
     if (atomic_load(&d->public_fd) >= 0) {
         detach_locked(d);
         fd = d->watch.fd;
-        d->watch.fd = -1;
     }
     pthread_mutex_unlock(&d->lock);
+    if (fd >= 0) {
+        io__workers_forget(&d->ctx->workers, &d->watch);
+        d->watch.fd = -1;
+    }
     release_refs(d, 1);
     if (fd < 0)
         errno = EBADF;
@@ -395,12 +384,37 @@ void io_descriptor_destroy(io_descriptor *d)
 /* what the workers, strands, cancel signals and the context call      */
 /* ------------------------------------------------------------------ */
 
+/* The workers no longer hold d: whoever waits for that may go on.  The
+ * caller drops the workers' reference.  d->lock held. */
+static void let_go_locked(io_descriptor *d)
+{
+    d->detaching = false;
+    atomic_store(&d->watch.urgent, false);
+    d->scheduled = false;
+    if (d->released != NULL)
+        pthread_cond_signal(d->released);
+}
+
+/* The kernel refused to watch d's fd (ENOMEM, ENOSPC): the ops that wait
+ * for it to become writable end with that error, and the workers let go
+ * of d; a write started later tries again. */
+static void give_up(io_descriptor *d, int error)
+{
+    pthread_mutex_lock(&d->lock);
+    io__op_queue_cancel_all_locked(d, error);
+    io__op_queue_hand_over_locked(d);
+    let_go_locked(d);
+    pthread_mutex_unlock(&d->lock);
+    release_refs(d, 1);
+}
+
 /* A worker's turn (struct io_watch): write, then hand the descriptor back
  * to the workers or let it go.  d may be freed by the time it returns. */
 static void turn(struct io_watch *w, struct iovec *scratch)
 {
     io_descriptor *d = io_container_of(w, io_descriptor, watch);
     enum io_turn_end end;
+    int err;
 
     pthread_mutex_lock(&d->lock);
     end = io__write_turn_locked(d, scratch);
@@ -408,23 +422,21 @@ static void turn(struct io_watch *w, struct iovec *scratch)
         /* A close or release waits for this turn to end: let go, with
          * whatever the last call left cancelled. */
         io__op_queue_cancel_all_locked(d, ECANCELED);
-        d->detaching = false;
-        atomic_store(&w->urgent, false);
         end = IO_TURN_IDLE;
     }
     io__op_queue_hand_over_locked(d);
-    if (end == IO_TURN_IDLE) {
-        d->scheduled = false;
-        pthread_cond_broadcast(&d->released_cond);
-    }
+    if (end == IO_TURN_IDLE)
+        let_go_locked(d);
     pthread_mutex_unlock(&d->lock);
 
-    if (end == IO_TURN_READY)
+    if (end == IO_TURN_READY) {
         io__workers_schedule(&d->ctx->workers, w);
-    else if (end == IO_TURN_PARKED)
-        io__workers_park(&d->ctx->workers, w);
-    else
+    } else if (end == IO_TURN_PARKED) {
+        if ((err = io__workers_park(&d->ctx->workers, w)) != 0)
+            give_up(d, err);
+    } else {
         release_refs(d, 1);
+    }
 }
 
 /* A finished write on its strand (struct io_task_type). */
@@ -437,30 +449,23 @@ static size_t run_completion(struct io_task *t, struct io_run *run)
     return 1;
 }
 
-/* Gives finished writes back to their descriptors' caches, one lock per
- * run of ops of one descriptor, and drops their references. */
+/* Drops the references of finished writes to their descriptors, one
+ * atomic operation per run of ops of one descriptor (a strand batch mostly
+ * has one), and gives the ops back to the context's cache at once. */
 static void recycle_completions(struct io_task_queue *ended)
 {
-    while (!io_task_queue_is_empty(ended)) {
-        struct io_task_queue to_free = IO_TASK_QUEUE_INIT;
-        io_descriptor *d = op_of(ended->head)->d;
-        struct io_write_op *op;
+    io_context *ctx = op_of(ended->head)->d->ctx;  /* a strand's, for all */
+    struct io_task *t = ended->head;
+
+    while (t != NULL) {
+        io_descriptor *d = op_of(t)->d;
         unsigned n = 0;
 
-        /* The ops of one strand batch mostly share a descriptor. */
-        pthread_mutex_lock(&d->lock);
-        while (ended->head != NULL && op_of(ended->head)->d == d) {
-            op = give_back_locked(d, op_of(io_task_queue_pop(ended)));
-            if (op != NULL)
-                io_task_queue_push(&to_free, &op->task);
+        for (; t != NULL && op_of(t)->d == d; t = t->next)
             n++;
-        }
-        pthread_mutex_unlock(&d->lock);
-        while (!io_task_queue_is_empty(&to_free))
-            io__write_op_free(op_of(io_task_queue_pop(&to_free)));
-        /* Only now may d go: its cache holds the ops just given back. */
-        release_refs(d, n);
+        release_refs(d, n);     /* the ops no longer need d */
     }
+    io__write_ops_give_back(&ctx->op_cache, ended);
 }
 
 static const struct io_task_type completion_type = { run_completion, recycle_completions };
@@ -510,19 +515,19 @@ static void shut_down(struct io_member *m)
 
     pthread_mutex_lock(&d->lock);
     io__op_queue_cancel_all_locked(d, ECANCELED);
-    if (atomic_load(&d->public_fd) >= 0) {
+    if (atomic_load(&d->public_fd) >= 0)
         fd = d->watch.fd;
-        d->watch.fd = -1;
-    }
     atomic_store(&d->public_fd, -1);
     was_scheduled = d->scheduled;
-    d->scheduled = false;
-    pthread_cond_broadcast(&d->released_cond);
+    let_go_locked(d);
     io__op_queue_hand_over_locked(d);
     pthread_mutex_unlock(&d->lock);
 
-    if (fd >= 0)
+    if (fd >= 0) {
+        io__workers_forget(&d->ctx->workers, &d->watch);
+        d->watch.fd = -1;
         close(fd);
+    }
     /* The workers' reference, dropped without freeing: the context frees
      * every member once the handlers have run. */
     if (was_scheduled)

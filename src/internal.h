@@ -12,19 +12,20 @@
  *   write_turn.c  -> op_queue.c
  *   op_queue.c    -> write_op.c cancel.c strand.c context.c
  *   strand.c      -> context.c handler_node.c
- *   context.c     -> worker.c handler_node.c
- *   worker.c      -> poller_poll.c (through poller.h)
- *   write_op.c, cancel.c, handler_node.c, poller_poll.c -> nothing
+ *   context.c     -> worker.c handler_node.c write_op.c
+ *   worker.c      -> poller_epoll.c or poller_poll.c (through poller.h)
+ *   poller_*.c    -> wakeup.c
+ *   write_op.c, cancel.c, handler_node.c, wakeup.c -> nothing
  *
  * As layers, each calling only layers below it:
  *
  *   6  descriptor               lifecycle, starting writes
  *   5  write_turn               a worker's turn: gather, call, park
  *   4  op_queue                 op states, cancels, completions
- *   3  strand  cancel  write_op
+ *   3  strand  cancel
  *   2  context                  ready queue, run threads, registry
- *   1  worker  handler_node     worker threads, leader/followers
- *   0  poller_poll  alloc       poll() behind poller.h; memory
+ *   1  worker  handler_node  write_op
+ *   0  poller_epoll or poller_poll  (poller.h), wakeup, alloc
  *
  * Upward calls go through function pointers only, set by the module above:
  * a worker runs a descriptor's turn through its struct io_watch, a run
@@ -150,11 +151,93 @@ void io__workers_stop(struct io_workers *w);
 void io__workers_free(struct io_workers *w);
 /* A watch with work: a worker gives it a turn soon. */
 void io__workers_schedule(struct io_workers *w, struct io_watch *watch);
-/* A watch whose fd would block: a turn once it is writable. */
-void io__workers_park(struct io_workers *w, struct io_watch *watch);
-/* A watch the workers hold, whose owner has set watch->urgent, must have
- * its turn now (its owner waits for them to let go): out of the poller. */
-void io__workers_hurry(struct io_workers *w, struct io_watch *watch);
+/* A watch whose fd would block: a turn once it is writable.  Returns 0,
+ * or the errno value with which the kernel refused to watch the fd; the
+ * workers do not hold the watch then. */
+int io__workers_park(struct io_workers *w, struct io_watch *watch);
+/* The owner of a watch the workers hold has set watch->urgent and waits
+ * for them to let go.  Returns true when the watch was waiting in the
+ * poller: it is the owner's again, at once.  Otherwise a turn sees soon
+ * what the owner wants. */
+bool io__workers_reclaim(struct io_workers *w, struct io_watch *watch);
+/* The owner is about to close or hand back the watch's fd, which the
+ * workers no longer hold. */
+void io__workers_forget(struct io_workers *w, struct io_watch *watch);
+
+/* ------------------------------------------------------------------ */
+/* write_op.c: one write and its buffers                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Where an op is in its life; changed only by op_step() in op_queue.c,
+ * under the descriptor's lock.
+ *   NEW       accepted by the initiating call, not queued yet
+ *   QUEUED    in the descriptor's queue; no system call holds it
+ *   IN_CALL   gathered into the worker's current system call
+ *   IN_CALL_CANCEL_IF_UNTOUCHED
+ *             the same, and it ends with op->error when the call returns
+ *             if no byte of it has been written by then
+ *   IN_CALL_CANCEL
+ *             the same, and it ends with op->error when the call returns
+ *             unless that call finished it
+ *   DONE      out of the queue with its result, on its way to the strand
+ */
+enum io_op_state {
+    IO_OP_NEW,
+    IO_OP_QUEUED,
+    IO_OP_IN_CALL,
+    IO_OP_IN_CALL_CANCEL_IF_UNTOUCHED,
+    IO_OP_IN_CALL_CANCEL,
+    IO_OP_DONE,
+};
+
+/* One write, from the initiating call to its handler.  The same node sits
+ * in the descriptor's queue while pending, then in the strand's queue as
+ * its completion: one allocation for the whole life of the operation. */
+struct io_write_op {
+    struct io_task task;        /* its completion, once DONE */
+    io_descriptor *d;
+    io_write_handler handler;
+    void *arg;
+    bool write_all;             /* async_write (else async_write_some) */
+    enum io_op_state state;     /* d->lock */
+    io_cancel_signal *cancel;   /* d->lock: attached signal, or NULL */
+    int error;                  /* the result once DONE; the cancel's error before */
+    size_t total;               /* bytes asked for */
+    size_t done;                /* bytes the kernel accepted */
+    size_t gathered;            /* bytes of this op in the current system call */
+    size_t iov_index;           /* first buffer not fully written */
+    size_t iov_offset;          /* bytes of it already written */
+    size_t iov_count;
+    size_t iov_capacity;        /* room in iov[]: at least IO_OP_INLINE_IOVS */
+    struct iovec iov[];         /* the caller's array, copied */
+};
+
+#define IO_OP_INLINE_IOVS 4
+
+/* A context's spare small ops (write_op.c says why it is shared). */
+#define IO_OP_CACHE_MAX 1024
+
+struct io_op_cache {
+    pthread_mutex_t lock;
+    struct io_task_queue ops;   /* lock */
+    size_t count;               /* lock */
+};
+
+int io__op_cache_init(struct io_op_cache *c);
+void io__op_cache_free(struct io_op_cache *c);
+/* An op with room for count buffers, from the cache when it is small and
+ * the cache has one; NULL when memory runs out.  No lock held. */
+struct io_write_op *io__write_op_take(struct io_op_cache *c, size_t count);
+/* Takes back ops whose handlers have run: the small ones into the cache
+ * while there is room, the rest to the allocator.  No lock held. */
+void io__write_ops_give_back(struct io_op_cache *c, struct io_task_queue *ops);
+void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
+                       bool write_all, io_write_handler handler, void *arg);
+size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
+                           size_t budget);
+void io__write_op_advance(struct io_write_op *op, size_t n);
+bool io__write_op_is_finished(const struct io_write_op *op);
 
 /* ------------------------------------------------------------------ */
 /* context.c: the ready queue, run threads, work count, registry       */
@@ -203,6 +286,7 @@ struct io_context {
     atomic_size_t outstanding_work;
 
     struct io_workers workers;
+    struct io_op_cache op_cache;        /* spare write ops, its own lock */
 
     struct {
         atomic_uint_fast64_t ops_started;
@@ -283,66 +367,6 @@ void io__cancel_signal_detach(io_cancel_signal *sig);
 void *io__cancel_signal_op(io_cancel_signal *sig, const struct io_cancel_target *target);
 
 /* ------------------------------------------------------------------ */
-/* write_op.c: one write and its buffers                               */
-/* ------------------------------------------------------------------ */
-
-/*
- * Where an op is in its life; changed only by op_step() in op_queue.c,
- * under the descriptor's lock.
- *   NEW       accepted by the initiating call, not queued yet
- *   QUEUED    in the descriptor's queue; no system call holds it
- *   IN_CALL   gathered into the worker's current system call
- *   IN_CALL_CANCEL_IF_UNTOUCHED
- *             the same, and it ends with op->error when the call returns
- *             if no byte of it has been written by then
- *   IN_CALL_CANCEL
- *             the same, and it ends with op->error when the call returns
- *             unless that call finished it
- *   DONE      out of the queue with its result, on its way to the strand
- */
-enum io_op_state {
-    IO_OP_NEW,
-    IO_OP_QUEUED,
-    IO_OP_IN_CALL,
-    IO_OP_IN_CALL_CANCEL_IF_UNTOUCHED,
-    IO_OP_IN_CALL_CANCEL,
-    IO_OP_DONE,
-};
-
-/* One write, from the initiating call to its handler.  The same node sits
- * in the descriptor's queue while pending, then in the strand's queue as
- * its completion: one allocation for the whole life of the operation. */
-struct io_write_op {
-    struct io_task task;        /* its completion, once DONE */
-    io_descriptor *d;
-    io_write_handler handler;
-    void *arg;
-    bool write_all;             /* async_write (else async_write_some) */
-    enum io_op_state state;     /* d->lock */
-    io_cancel_signal *cancel;   /* d->lock: attached signal, or NULL */
-    int error;                  /* the result once DONE; the cancel's error before */
-    size_t total;               /* bytes asked for */
-    size_t done;                /* bytes the kernel accepted */
-    size_t gathered;            /* bytes of this op in the current system call */
-    size_t iov_index;           /* first buffer not fully written */
-    size_t iov_offset;          /* bytes of it already written */
-    size_t iov_count;
-    size_t iov_capacity;        /* room in iov[]: at least IO_OP_INLINE_IOVS */
-    struct iovec iov[];         /* the caller's array, copied */
-};
-
-#define IO_OP_INLINE_IOVS 4
-struct io_write_op *io__write_op_alloc(size_t count);
-void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
-                       bool write_all, io_write_handler handler, void *arg);
-bool io__write_op_is_recyclable(const struct io_write_op *op);
-void io__write_op_free(struct io_write_op *op);
-size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
-                           size_t budget);
-void io__write_op_advance(struct io_write_op *op, size_t n);
-bool io__write_op_is_finished(const struct io_write_op *op);
-
-/* ------------------------------------------------------------------ */
 /* the descriptor's data (its functions are in descriptor.c)           */
 /* ------------------------------------------------------------------ */
 
@@ -364,11 +388,9 @@ struct io_descriptor {
     io_context *ctx;
     io_strand *strand;                  /* completions go here; one ref held */
     pthread_mutex_t lock;
-    pthread_cond_t released_cond;       /* close/release wait here for the workers */
+    pthread_cond_t *released;           /* lock: a detaching thread waits on it */
     struct io_task_queue ops;           /* lock: pending ops, in start order */
     struct io_task_queue completed;     /* lock: DONE ops not yet on the strand */
-    struct io_task_queue spare_ops;     /* lock: recycled ops (inline size) */
-    size_t spare_count;                 /* lock */
     atomic_int public_fd;               /* watch.fd until closed or released, then -1 */
     int saved_flags;                    /* file status flags before create */
     enum io_fd_kind kind;

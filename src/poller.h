@@ -8,8 +8,14 @@
  * The workers (worker.c) keep the leader/follower logic and the spin watch
  * above this seam; one backend below it is compiled in, chosen at build
  * time (CMake option IOCTX_POLLER):
+ *   poller_epoll.c  the default on Linux: poll() on the wake-up eventfd
+ *                   plus one epoll fd in which every watch is registered
+ *                   once (EPOLLOUT | EPOLLONESHOT, re-armed when it
+ *                   parks), harvested with epoll_wait(.., 0): a wait
+ *                   costs O(ready watches), an armed one costs nothing.
  *   poller_poll.c   poll() on the wake-up eventfd plus every armed fd,
- *                   rebuilt at each wait (portable; the default).
+ *                   rebuilt at each wait: O(armed watches) a wait, and
+ *                   portable.
  *
  * Locking: every function but io__poller_wake is called with the workers'
  * lock held, which guards the poller's set of armed watches.
@@ -31,6 +37,8 @@ struct io_watch {
     struct io_task link;        /* in the workers' ready queue or the poller's set */
     int fd;                     /* its owner changes it only while no worker holds it */
     atomic_bool urgent;         /* its owner waits for the workers to let go */
+    bool armed;                 /* the backend's, under the workers' lock */
+    bool registered;            /* the backend's: the kernel knows the fd */
     /* A worker's turn on it, with no lock held; scratch holds IOV_MAX
      * entries.  The turn hands the watch back to the workers (schedule,
      * park) or lets it go. */
@@ -43,8 +51,10 @@ struct io_poller;
 int io__poller_create(struct io_poller **out);
 void io__poller_free(struct io_poller *p);
 
-/* Starts waiting for w's fd to become writable. */
-void io__poller_arm_locked(struct io_poller *p, struct io_watch *w);
+/* Starts waiting for w's fd to become writable.  Returns 0, or the errno
+ * value with which the kernel refused to watch it (ENOMEM, or ENOSPC when
+ * the user's epoll watches are used up); w is not armed then. */
+int io__poller_arm_locked(struct io_poller *p, struct io_watch *w);
 
 /* Stops waiting for w: true when it was armed and no longer is; false
  * when it is not armed, or a wait in progress holds it (that wait then
@@ -52,6 +62,15 @@ void io__poller_arm_locked(struct io_poller *p, struct io_watch *w);
 bool io__poller_disarm_locked(struct io_poller *p, struct io_watch *w);
 
 bool io__poller_has_armed_locked(const struct io_poller *p);
+
+/* Whether a wait in progress sees a watch armed after it began, or must
+ * be woken to see it. */
+bool io__poller_wait_sees_new_arms(void);
+
+/* w's owner is about to close its fd or hand it back: the kernel must
+ * forget it, so that a number reused for another file is never watched as
+ * w (nor reported after w is freed).  w is not armed. */
+void io__poller_forget_locked(struct io_poller *p, struct io_watch *w);
 
 /*
  * Waits until an armed watch is writable (or in error, or urgent), until

@@ -5,22 +5,18 @@
  *   p->armed (the watches waiting for POLLOUT) belongs to the workers'
  *   lock, which every call but io__poller_wake holds.  The arrays given
  *   to poll() belong to the one thread in io__poller_wait_locked.
- *   p->wake_pending is an atomic: true from the write to the eventfd that
- *   it records until a wait has drained it, so that a burst of wake-ups
- *   costs one write.
+ *   p->wakeup needs no lock (wakeup.h).
  *
  * A wait takes every armed watch out of p->armed, builds the arrays (the
  * eventfd first), polls without the lock, and puts back what is not
- * ready: a parked watch costs every wait O(1), and one poll() is O(armed).
+ * ready: one wait costs O(armed watches).
  */
 #include <errno.h>
 #include <poll.h>
-#include <stdint.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "alloc.h"
 #include "poller.h"
+#include "wakeup.h"
 
 /* The arrays live inside the poller while they fit, so that a wait on
  * the eventfd alone never needs memory. */
@@ -28,8 +24,7 @@
 
 struct io_poller {
     struct io_task_queue armed;     /* the workers' lock */
-    int wake_fd;
-    atomic_bool wake_pending;
+    struct io_wakeup wakeup;
     struct pollfd *fds;             /* the waiting thread's */
     struct io_watch **watches;
     size_t capacity;
@@ -45,6 +40,7 @@ static struct io_watch *watch_of(struct io_task *t)
 int io__poller_create(struct io_poller **out)
 {
     struct io_poller *p = io__alloc(sizeof(*p));
+    int err;
 
     if (p == NULL)
         return ENOMEM;
@@ -52,11 +48,8 @@ int io__poller_create(struct io_poller **out)
     p->fds = p->inline_fds;
     p->watches = p->inline_watches;
     p->capacity = POLL_SET_INLINE;
-    atomic_init(&p->wake_pending, false);
-    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (p->wake_fd < 0) {
-        int err = errno;
-
+    err = io__wakeup_init(&p->wakeup);
+    if (err != 0) {
         io__free(p);
         return err;
     }
@@ -75,13 +68,27 @@ static void free_arrays(struct io_poller *p)
 void io__poller_free(struct io_poller *p)
 {
     free_arrays(p);
-    close(p->wake_fd);
+    io__wakeup_free(&p->wakeup);
     io__free(p);
 }
 
-void io__poller_arm_locked(struct io_poller *p, struct io_watch *w)
+int io__poller_arm_locked(struct io_poller *p, struct io_watch *w)
 {
     io_task_queue_push(&p->armed, &w->link);
+    return 0;
+}
+
+/* The set given to poll() is built when the wait begins. */
+bool io__poller_wait_sees_new_arms(void)
+{
+    return false;
+}
+
+/* poll() keeps nothing between two waits. */
+void io__poller_forget_locked(struct io_poller *p, struct io_watch *w)
+{
+    (void)p;
+    (void)w;
 }
 
 bool io__poller_disarm_locked(struct io_poller *p, struct io_watch *w)
@@ -109,13 +116,7 @@ bool io__poller_has_armed_locked(const struct io_poller *p)
 
 void io__poller_wake(struct io_poller *p)
 {
-    uint64_t one = 1;
-
-    if (atomic_exchange(&p->wake_pending, true))
-        return;     /* written already, not yet drained */
-    /* Fails only when the counter is full, which means a wake-up is
-     * pending anyway: nothing is lost. */
-    (void)!write(p->wake_fd, &one, sizeof(one));
+    io__wakeup_signal(&p->wakeup);
 }
 
 static bool reserve(struct io_poller *p, size_t n)
@@ -141,17 +142,6 @@ static bool reserve(struct io_poller *p, size_t n)
     return true;
 }
 
-/* Drains the eventfd if poll() said it was written; afterwards a wake-up
- * writes it again. */
-static void drain_wake_fd(struct io_poller *p)
-{
-    uint64_t count;
-
-    if ((p->fds[0].revents & POLLIN)
-        && read(p->wake_fd, &count, sizeof(count)) == (ssize_t)sizeof(count))
-        atomic_store(&p->wake_pending, false);
-}
-
 size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int timeout_ms,
                               struct io_task_queue *ready)
 {
@@ -171,7 +161,7 @@ size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int ti
         io_task_queue_splice(ready, &batch);
         return n - 1;
     }
-    p->fds[0] = (struct pollfd){ .fd = p->wake_fd, .events = POLLIN };
+    p->fds[0] = (struct pollfd){ .fd = p->wakeup.fd, .events = POLLIN };
     n = 1;
     for (t = batch.head; t != NULL; t = t->next, n++) {
         struct io_watch *w = watch_of(t);
@@ -187,7 +177,7 @@ size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int ti
         for (size_t i = 0; i < n; i++)
             p->fds[i].revents = 0;      /* EINTR: look again next round */
     }
-    drain_wake_fd(p);
+    io__wakeup_drain(&p->wakeup, &p->fds[0]);
 
     pthread_mutex_lock(lock);
     for (size_t i = 1; i < n; i++) {

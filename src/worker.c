@@ -200,36 +200,47 @@ void io__workers_schedule(struct io_workers *w, struct io_watch *watch)
         io__poller_wake(w->poller);
 }
 
-/* A watch that would block is armed: the leader must wait again to see
- * it, or an idle worker becomes the leader. */
-void io__workers_park(struct io_workers *w, struct io_watch *watch)
+/* A watch that would block is armed.  A leader in the poller sees it
+ * (the poll() backend only after a wake-up: it rebuilds its set), or an
+ * idle worker becomes the leader.  One whose owner waits for the workers
+ * gets its turn at once instead. */
+int io__workers_park(struct io_workers *w, struct io_watch *watch)
 {
     bool wake = false;
+    int err = 0;
 
     pthread_mutex_lock(&w->lock);
-    io__poller_arm_locked(w->poller, watch);
-    if (w->polling)
-        wake = true;
+    if (atomic_load(&watch->urgent))
+        wake = push_ready_locked(w, watch);
+    else if ((err = io__poller_arm_locked(w->poller, watch)) != 0)
+        ;   /* the owner ends its ops with err */
+    else if (w->polling)
+        wake = !io__poller_wait_sees_new_arms();
     else if (w->idle > 0)
         pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     if (wake)
         io__poller_wake(w->poller);
+    return err;
 }
 
-/* An armed watch goes straight to the ready queue; one that a wait holds
- * comes out of it when the wait returns, which the wake-up makes soon; one
- * in the ready queue or in a turn sees watch->urgent in its turn. */
-void io__workers_hurry(struct io_workers *w, struct io_watch *watch)
+bool io__workers_reclaim(struct io_workers *w, struct io_watch *watch)
 {
-    bool wake;
+    bool reclaimed, wake;
 
     pthread_mutex_lock(&w->lock);
-    if (io__poller_disarm_locked(w->poller, watch))
-        wake = push_ready_locked(w, watch);
-    else
-        wake = w->polling;
+    reclaimed = io__poller_disarm_locked(w->poller, watch);
+    /* A wait that holds it (poll() backend) returns it, urgent, at once. */
+    wake = !reclaimed && w->polling;
     pthread_mutex_unlock(&w->lock);
     if (wake)
         io__poller_wake(w->poller);
+    return reclaimed;
+}
+
+void io__workers_forget(struct io_workers *w, struct io_watch *watch)
+{
+    pthread_mutex_lock(&w->lock);
+    io__poller_forget_locked(w->poller, watch);
+    pthread_mutex_unlock(&w->lock);
 }

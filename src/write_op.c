@@ -3,8 +3,13 @@
  * how far the kernel has got through it.
  *
  * Memory: one allocation per op, with room for IO_OP_INLINE_IOVS buffers
- * at least; an op that small is recycled by its descriptor, so that
- * steady-state writes of a few buffers allocate nothing.
+ * at least.  An op that small goes back, once its handler has run, to its
+ * context's cache (struct io_op_cache), shared by all the context's
+ * descriptors and capped at IO_OP_CACHE_MAX: steady-state writes of a few
+ * buffers allocate nothing, and the memory a burst took goes back to the
+ * allocator, whatever the number of descriptors.  The cache has its own
+ * lock, taken once per op by the initiating call and once per batch of
+ * finished ops by a run thread, never with another lock held.
  *
  * Data and locking: an op belongs to its descriptor's queue and is touched
  * under d->lock, except by the worker that gathered it into a system call,
@@ -25,7 +30,7 @@ static size_t capacity_for(size_t count)
 }
 
 /* Room for count buffers; NULL when memory runs out (or count is absurd). */
-struct io_write_op *io__write_op_alloc(size_t count)
+static struct io_write_op *alloc_op(size_t count)
 {
     size_t capacity = capacity_for(count);
     struct io_write_op *op;
@@ -63,14 +68,60 @@ void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t 
     op->total = total;
 }
 
-bool io__write_op_is_recyclable(const struct io_write_op *op)
+int io__op_cache_init(struct io_op_cache *c)
 {
-    return op->iov_capacity == IO_OP_INLINE_IOVS;
+    c->ops = (struct io_task_queue)IO_TASK_QUEUE_INIT;
+    c->count = 0;
+    return pthread_mutex_init(&c->lock, NULL);
 }
 
-void io__write_op_free(struct io_write_op *op)
+static void free_ops(struct io_task_queue *ops)
 {
-    io__free(op);
+    struct io_task *t;
+
+    while ((t = io_task_queue_pop(ops)) != NULL)
+        io__free(io_container_of(t, struct io_write_op, task));
+}
+
+void io__op_cache_free(struct io_op_cache *c)
+{
+    free_ops(&c->ops);
+    pthread_mutex_destroy(&c->lock);
+}
+
+struct io_write_op *io__write_op_take(struct io_op_cache *c, size_t count)
+{
+    struct io_task *t = NULL;
+
+    if (count <= IO_OP_INLINE_IOVS) {
+        pthread_mutex_lock(&c->lock);
+        if ((t = io_task_queue_pop(&c->ops)) != NULL)
+            c->count--;
+        pthread_mutex_unlock(&c->lock);
+    }
+    return t != NULL ? io_container_of(t, struct io_write_op, task) : alloc_op(count);
+}
+
+void io__write_ops_give_back(struct io_op_cache *c, struct io_task_queue *ops)
+{
+    struct io_task_queue kept = IO_TASK_QUEUE_INIT, spare = IO_TASK_QUEUE_INIT;
+    struct io_task *t;
+
+    /* Only the small ones: a large one is rare, and would pin its size. */
+    while ((t = io_task_queue_pop(ops)) != NULL) {
+        bool small = io_container_of(t, struct io_write_op, task)->iov_capacity
+                     == IO_OP_INLINE_IOVS;
+
+        io_task_queue_push(small ? &kept : &spare, t);
+    }
+    pthread_mutex_lock(&c->lock);
+    while (c->count < IO_OP_CACHE_MAX && (t = io_task_queue_pop(&kept)) != NULL) {
+        io_task_queue_push(&c->ops, t);
+        c->count++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    free_ops(&kept);
+    free_ops(&spare);
 }
 
 /*
