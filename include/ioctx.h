@@ -271,7 +271,8 @@ IOCTX_API bool   io_strand_running_in_this_thread(const io_strand *strand);
  * completions of the descriptor run on strand, or on a private strand when
  * strand is NULL.  Writes go through the context's worker threads: a
  * socket with sendmsg(MSG_NOSIGNAL), anything else with writev; SIGPIPE
- * is never raised.  Returns 0, EINVAL, EBADF (fd is not open) or ENOMEM.
+ * is never raised.  Returns 0, EINVAL (ctx or out is NULL, or strand
+ * belongs to another context), EBADF (fd is not open) or ENOMEM.
  * Thread-safe.  Asio: posix::stream_descriptor(strand_or_ctx, fd).
  */
 IOCTX_API int    io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out);

@@ -6,16 +6,18 @@
  * without losing anything, and can check that objects are freed when the
  * contract says, not only at context shutdown.
  *
- * Data: four atomics, no lock.  Allocation is off the hot path (handler
+ * Data: five atomics, no lock.  Allocation is off the hot path (handler
  * nodes are recycled), so the two relaxed atomic operations cost nothing
  * that shows.
  */
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
 #include "alloc.h"
 
 static atomic_size_t live_blocks;
+static atomic_size_t live_bytes;        /* what the allocator gave, usable */
 static atomic_long fail_countdown;      /* 0: never fail */
 static atomic_size_t injected_failures;
 static atomic_size_t calls;
@@ -31,8 +33,10 @@ void *io__alloc(size_t size)
         return NULL;
     }
     p = malloc(size);
-    if (p != NULL)
+    if (p != NULL) {
         atomic_fetch_add_explicit(&live_blocks, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&live_bytes, malloc_usable_size(p), memory_order_relaxed);
+    }
     return p;
 }
 
@@ -41,12 +45,18 @@ void io__free(void *ptr)
     if (ptr == NULL)
         return;
     atomic_fetch_sub_explicit(&live_blocks, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&live_bytes, malloc_usable_size(ptr), memory_order_relaxed);
     free(ptr);
 }
 
 size_t io__alloc_live(void)
 {
     return atomic_load(&live_blocks);
+}
+
+size_t io__alloc_live_bytes(void)
+{
+    return atomic_load(&live_bytes);
 }
 
 void io__alloc_fail_after(long n)

@@ -15,6 +15,10 @@ void io__free(void *ptr);
 /* For tests: the number of io__alloc() blocks not yet freed. */
 size_t io__alloc_live(void);
 
+/* For tests: the bytes those blocks hold, as the allocator sized them
+ * (malloc_usable_size: the request rounded up to the allocator's step). */
+size_t io__alloc_live_bytes(void);
+
 /* For tests: how many times io__alloc() has been called. */
 size_t io__alloc_calls(void);
 

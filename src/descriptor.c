@@ -39,6 +39,7 @@
 #include "internal.h"
 
 static void release_refs(io_descriptor *d, unsigned n);
+static void own_strand_last_ref(io_strand *s);
 static void let_go_locked(io_descriptor *d);
 static void turn(struct io_watch *w, struct iovec *scratch);
 static const struct io_task_type completion_type;
@@ -69,7 +70,7 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
     struct stat st;
     int flags, err;
 
-    if (ctx == NULL || out == NULL)
+    if (ctx == NULL || out == NULL || (strand != NULL && strand->ctx != ctx))
         return EINVAL;
     flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fstat(fd, &st) != 0)
@@ -79,7 +80,6 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
         return ENOMEM;
     *d = (io_descriptor){
         .watch = { .fd = fd, .turn = turn },
-        .ctx = ctx,
         .strand = strand,
         .ops = IO_TASK_QUEUE_INIT,
         .completed = IO_TASK_QUEUE_INIT,
@@ -91,18 +91,20 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
     atomic_init(&d->public_fd, fd);
     atomic_init(&d->queued_bytes, 0);
     atomic_init(&d->refs, 1);
-    if (strand != NULL)
-        io__strand_retain(strand);
-    else if ((err = io_strand_create(ctx, &d->strand)) != 0)
-        goto out_free;
     err = pthread_mutex_init(&d->lock, NULL);
     if (err != 0)
-        goto out_release_strand;
+        goto out_free;
     /* Last, so that a failure above leaves the fd as it was.  Skips the
      * system call when the flag is already set. */
     if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
         err = errno;
         goto out_destroy_lock;
+    }
+    if (strand != NULL) {
+        io__strand_retain(strand);
+    } else {
+        io__strand_init_private(&d->own_strand, ctx, &d->lock, &d->refs, own_strand_last_ref);
+        d->strand = &d->own_strand;
     }
     io__context_adopt(ctx, &d->member, &member_type);
     *out = d;
@@ -110,8 +112,6 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
 
 out_destroy_lock:
     pthread_mutex_destroy(&d->lock);
-out_release_strand:
-    io__strand_release(d->strand);
 out_free:
     io__free(d);
     return err;
@@ -132,8 +132,9 @@ size_t io_descriptor_queued_bytes(const io_descriptor *d)
     return d != NULL ? atomic_load(&((io_descriptor *)d)->queued_bytes) : 0;
 }
 
-/* Frees d as it is, but for its strand.  Only a descriptor created while
- * its context shut down can still hold an fd here; it goes with it. */
+/* Frees d as it is (its private strand with it), but for a user strand.
+ * Only a descriptor created while its context shut down can still hold an
+ * fd here; it goes with it. */
 static void free_descriptor(io_descriptor *d)
 {
     if (d->watch.fd >= 0 && atomic_load(&d->public_fd) >= 0)
@@ -142,16 +143,30 @@ static void free_descriptor(io_descriptor *d)
     io__free(d);
 }
 
+/* Nothing refers to d any more: the user destroyed it, its ops' handlers
+ * have run and neither the workers nor its private strand hold it. */
+static void last_ref(io_descriptor *d)
+{
+    io_strand *strand = d->strand;
+    bool own = strand == &d->own_strand;
+
+    io__context_forget(strand->ctx, &d->member);
+    free_descriptor(d);
+    if (!own)
+        io__strand_release(strand);
+}
+
+/* The private strand shares d's count: its last reference is d's. */
+static void own_strand_last_ref(io_strand *s)
+{
+    last_ref(io_container_of(s, io_descriptor, own_strand));
+}
+
 /* Drops n references at once; the last one frees d. */
 static void release_refs(io_descriptor *d, unsigned n)
 {
-    if (atomic_fetch_sub(&d->refs, n) == n) {
-        io_strand *strand = d->strand;
-
-        io__context_forget(d->ctx, &d->member);
-        free_descriptor(d);
-        io__strand_release(strand);
-    }
+    if (atomic_fetch_sub(&d->refs, n) == n)
+        last_ref(d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -165,7 +180,7 @@ static void release_refs(io_descriptor *d, unsigned n)
  * nothing to write and nothing queued before it (no system call). */
 static bool ends_at_once_locked(io_descriptor *d, const struct io_write_op *op, int *error)
 {
-    if (atomic_load(&d->ctx->shutting_down))
+    if (atomic_load(&io__descriptor_ctx(d)->shutting_down))
         *error = ECANCELED;
     else if (atomic_load(&d->public_fd) < 0)
         *error = EBADF;
@@ -181,7 +196,7 @@ static bool ends_at_once_locked(io_descriptor *d, const struct io_write_op *op, 
 static struct io_write_op *take_op(io_descriptor *d, const struct iovec *bufs, size_t count,
                                    bool write_all, io_write_handler handler, void *arg)
 {
-    struct io_write_op *op = io__write_op_take(&d->ctx->op_cache, count);
+    struct io_write_op *op = io__write_op_take(&io__descriptor_ctx(d)->op_cache, count);
 
     if (op == NULL)
         return NULL;
@@ -199,7 +214,7 @@ static void discard_op_locked(io_descriptor *d, struct io_write_op *op)
 
     pthread_mutex_unlock(&d->lock);
     io_task_queue_push(&one, &op->task);
-    io__write_ops_give_back(&d->ctx->op_cache, &one);
+    io__write_ops_give_back(&io__descriptor_ctx(d)->op_cache, &one);
 }
 
 static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count, bool write_all,
@@ -224,8 +239,8 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
         return EBUSY;
     }
     atomic_fetch_add(&d->refs, 1);
-    atomic_fetch_add_explicit(&d->ctx->stats.ops_started, 1, memory_order_relaxed);
-    io__context_add_work(d->ctx, 1);
+    atomic_fetch_add_explicit(&io__descriptor_ctx(d)->stats.ops_started, 1, memory_order_relaxed);
+    io__context_add_work(io__descriptor_ctx(d), 1);
     if (at_once) {
         io__op_queue_end_at_once_locked(d, op, error);
     } else {
@@ -241,7 +256,7 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
     pthread_mutex_unlock(&d->lock);
 
     if (schedule)
-        io__workers_schedule(&d->ctx->workers, &d->watch);
+        io__workers_schedule(&io__descriptor_ctx(d)->workers, &d->watch);
     return 0;
 }
 
@@ -304,7 +319,7 @@ static void detach_locked(io_descriptor *d)
     pthread_mutex_unlock(&d->lock);
     /* A descriptor waiting for POLLOUT is taken back from the poller
      * here, in O(1), with no worker involved. */
-    reclaimed = io__workers_reclaim(&d->ctx->workers, &d->watch);
+    reclaimed = io__workers_reclaim(&io__descriptor_ctx(d)->workers, &d->watch);
     pthread_mutex_lock(&d->lock);
     if (reclaimed) {
         let_go_locked(d);
@@ -334,7 +349,7 @@ static int take_fd(io_descriptor *d)
     }
     pthread_mutex_unlock(&d->lock);
     if (fd >= 0) {
-        io__workers_forget(&d->ctx->workers, &d->watch);
+        io__workers_forget(&io__descriptor_ctx(d)->workers, &d->watch);
         d->watch.fd = -1;
     }
     release_refs(d, 1);
@@ -430,9 +445,9 @@ static void turn(struct io_watch *w, struct iovec *scratch)
     pthread_mutex_unlock(&d->lock);
 
     if (end == IO_TURN_READY) {
-        io__workers_schedule(&d->ctx->workers, w);
+        io__workers_schedule(&io__descriptor_ctx(d)->workers, w);
     } else if (end == IO_TURN_PARKED) {
-        if ((err = io__workers_park(&d->ctx->workers, w)) != 0)
+        if ((err = io__workers_park(&io__descriptor_ctx(d)->workers, w)) != 0)
             give_up(d, err);
     } else {
         release_refs(d, 1);
@@ -454,7 +469,7 @@ static size_t run_completion(struct io_task *t, struct io_run *run)
  * has one), and gives the ops back to the context's cache at once. */
 static void recycle_completions(struct io_task_queue *ended)
 {
-    io_context *ctx = op_of(ended->head)->d->ctx;  /* a strand's, for all */
+    io_context *ctx = io__descriptor_ctx(op_of(ended->head)->d);  /* one for all */
     struct io_task *t = ended->head;
 
     while (t != NULL) {
@@ -524,7 +539,7 @@ static void shut_down(struct io_member *m)
     pthread_mutex_unlock(&d->lock);
 
     if (fd >= 0) {
-        io__workers_forget(&d->ctx->workers, &d->watch);
+        io__workers_forget(&io__descriptor_ctx(d)->workers, &d->watch);
         d->watch.fd = -1;
         close(fd);
     }

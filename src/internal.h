@@ -314,29 +314,36 @@ bool io__context_is_stopped(io_context *ctx);
 struct io_strand {
     struct io_task ready_task;          /* on ctx->ready while scheduled */
     io_context *ctx;
-    pthread_mutex_t lock;
-    struct io_task_queue handlers;      /* lock */
-    struct io_node_cache spare_nodes;   /* lock */
+    pthread_mutex_t *lock;              /* its own, or its descriptor's */
+    struct io_task_queue handlers;      /* *lock */
 
-    /* lock: true from the post that finds the strand idle until a run
+    /* *lock: true from the post that finds the strand idle until a run
      * thread finds its queue empty; while true the strand is on the ready
      * queue or in a run thread's hands, never both, so no two threads run
-     * its handlers, and it counts as one unit of outstanding work. */
+     * its handlers, and it counts as one unit of outstanding work and
+     * holds one reference. */
     bool scheduled;
+    bool is_private;                    /* a descriptor's own (strand.c) */
 
-    /* The user's handle, one while scheduled, one per descriptor using it.
-     * The strand is freed when the count reaches zero. */
-    atomic_uint refs;
-
-    struct io_member member;            /* ctx->lock: in ctx->members */
+    /* The count that keeps the strand alive (a user strand's own, or its
+     * descriptor's), and what frees it when that reaches zero. */
+    atomic_uint *refs;
+    void (*last_ref)(io_strand *s);
 };
 
+/* A descriptor's private strand, inside the descriptor: it uses the
+ * descriptor's lock and reference count; last_ref frees the descriptor. */
+void io__strand_init_private(io_strand *s, io_context *ctx, pthread_mutex_t *lock,
+                             atomic_uint *refs, void (*last_ref)(io_strand *s));
 void io__strand_retain(io_strand *s);
 void io__strand_release(io_strand *s);
 
 /* Appends finished operations (tasks whose type runs their handler) to the
- * strand's queue in one step, scheduling the strand if it was idle. */
-void io__strand_push_completions(io_strand *s, struct io_task_queue *done);
+ * strand's queue in one step, scheduling the strand if it was idle.  held
+ * is a lock the caller holds: when it is the strand's, it is not taken
+ * again. */
+void io__strand_push_completions(io_strand *s, struct io_task_queue *done,
+                                 const pthread_mutex_t *held);
 
 /* ------------------------------------------------------------------ */
 /* cancel.c                                                            */
@@ -385,22 +392,29 @@ struct io_descriptor {
     /* What the workers see: watch.fd is the fd they write and poll; it
      * changes only while the workers do not hold the descriptor. */
     struct io_watch watch;              /* workers->lock, while scheduled */
-    io_context *ctx;
-    io_strand *strand;                  /* completions go here; one ref held */
+    io_strand *strand;                  /* completions go here: own_strand,
+                                         * or a user strand with a ref held */
     pthread_mutex_t lock;
     pthread_cond_t *released;           /* lock: a detaching thread waits on it */
     struct io_task_queue ops;           /* lock: pending ops, in start order */
     struct io_task_queue completed;     /* lock: DONE ops not yet on the strand */
+    atomic_size_t queued_bytes;
     atomic_int public_fd;               /* watch.fd until closed or released, then -1 */
+    atomic_uint refs;                   /* user + ops + scheduled + own_strand scheduled */
     int saved_flags;                    /* file status flags before create */
-    enum io_fd_kind kind;
+    unsigned char kind;                 /* enum io_fd_kind */
     bool scheduled;                     /* lock: the workers hold it */
     bool detaching;                     /* lock: close/release waits for the workers */
-    atomic_size_t queued_bytes;
-    atomic_uint refs;                   /* user + ops + scheduled */
     struct io_cancel_target cancel_target;
     struct io_member member;            /* ctx->lock: in ctx->members */
+    struct io_strand own_strand;        /* the private one, when none was given */
 };
+
+/* The context of a descriptor: its strand's. */
+static inline io_context *io__descriptor_ctx(const io_descriptor *d)
+{
+    return d->strand->ctx;
+}
 
 /* ------------------------------------------------------------------ */
 /* op_queue.c: a descriptor's pending ops and their state machine      */

@@ -251,9 +251,9 @@ void io__op_queue_hand_over_locked(io_descriptor *d)
         n++;
     if (n == 0)
         return;
-    io__strand_push_completions(d->strand, &d->completed);
-    atomic_fetch_add_explicit(&d->ctx->stats.ops_completed, n, memory_order_relaxed);
+    io__strand_push_completions(d->strand, &d->completed, &d->lock);
+    atomic_fetch_add_explicit(&io__descriptor_ctx(d)->stats.ops_completed, n, memory_order_relaxed);
     /* After the push: the strand holds a unit of work of its own now, so
      * the count cannot touch zero in between and stop the context. */
-    io__context_finish_work(d->ctx, n);
+    io__context_finish_work(io__descriptor_ctx(d), n);
 }

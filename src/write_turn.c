@@ -43,7 +43,7 @@ static void consume_sigpipe(void)
  * EINTR is retried here and never reaches the caller. */
 static ssize_t write_once(io_descriptor *d, int fd, struct iovec *vec, size_t count, int *err)
 {
-    io_context *ctx = d->ctx;
+    io_context *ctx = io__descriptor_ctx(d);
     ssize_t n;
 
     for (;;) {

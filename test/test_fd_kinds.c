@@ -39,7 +39,19 @@ START_TEST(null_arguments_give_einval)
     ck_assert_int_eq(io_descriptor_create(NULL, fds[1], NULL, &d), EINVAL);
     ck_assert_ptr_null(d);
     ck_assert_int_eq(io_descriptor_create(ctx, fds[1], NULL, NULL), EINVAL);
+    {
+        /* Completions of one context cannot run on another's strand. */
+        io_context *other = tu_new_context(0);
+        io_strand *foreign;
+
+        ck_assert_int_eq(io_strand_create(other, &foreign), 0);
+        ck_assert_int_eq(io_descriptor_create(ctx, fds[1], foreign, &d), EINVAL);
+        ck_assert_ptr_null(d);
+        io_strand_destroy(foreign);
+        tu_destroy_context(other);
+    }
     ck_assert(!tu_is_closed(fds[1]));   /* a refused create took no charge */
+    ck_assert(!tu_is_nonblocking(fds[1]));
 
     ck_assert_int_eq(io_descriptor_native_handle(NULL), -1);
     ck_assert_uint_eq(io_descriptor_queued_bytes(NULL), 0);
