@@ -368,6 +368,8 @@ static void *read_all(void *arg)
         _exit(1);
     }
     for (unsigned c = r->id; c < b->o.connections; c += b->o.readers) {
+        if (b->state->rconns[c].expected == 0)
+            continue;               /* no message goes there: nothing to wait for */
         rcs[nconn] = &b->state->rconns[c];
         fds[nconn] = (struct pollfd){ .fd = rcs[nconn]->fd, .events = POLLIN };
         nconn++;
