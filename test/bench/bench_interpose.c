@@ -34,7 +34,10 @@
 #include <unistd.h>
 
 #define SLOTS 256
-#define WATCHED_FDS 8192
+/* 4,096 connections need 8,192 fds and more, and 8,000 slow consumers
+ * beside them 16,000 more: room for all that RLIMIT_NOFILE is likely to
+ * allow. */
+#define WATCHED_FDS 65536
 
 struct slot {
     atomic_uint_fast64_t mallocs;

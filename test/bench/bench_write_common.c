@@ -35,6 +35,10 @@
 #define BW_STALL_TEXT "60 s"
 #define BW_READ_CHUNK (256 * 1024)
 
+/* Descriptors beyond the connections' (stdio, the libraries' epoll and
+ * wake-up fds, the interposer's none). */
+#define BW_SPARE_FDS 64
+
 struct bw_producer {
     struct bw_bench *bench;
     pthread_t thread;
@@ -96,17 +100,33 @@ static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--connections C] [--producers P] [--size S] [--messages M]\n"
-            "       [--run-threads R] [--workers W] [--readers N] [--window K] [--pipes]\n"
-            "  M is per producer; S >= %d (the header); K: messages in flight per producer\n",
+            "       [--run-threads R] [--workers W] [--readers N] [--window F] [--burst B]\n"
+            "       [--pipes]\n"
+            "  M is per producer; S >= %d (the header); F: messages in flight per producer;\n"
+            "  B: consecutive messages to one connection\n",
             prog, BW_HEADER_SIZE);
 }
 
+enum { OPT_CONNECTIONS, OPT_PRODUCERS, OPT_SIZE, OPT_MESSAGES, OPT_RUN_THREADS, OPT_WORKERS,
+       OPT_READERS, OPT_WINDOW, OPT_BURST, OPT_COUNT };
+
 static int parse(struct bw_options *o, int argc, char **argv)
 {
-    static const char *const names[] = { "--connections", "--producers", "--size", "--messages",
-                                         "--run-threads", "--workers", "--readers", "--window" };
-    unsigned long v[8] = { 64, 4, 64, 100000, 2, 1, 2, 0 };
-    const unsigned long max[8] = { 4096, 1024, 1ul << 30, 1ul << 30, 1024, 1024, 1024, 1ul << 20 };
+    static const struct {
+        const char *name;
+        unsigned long min, max;
+    } opts[OPT_COUNT] = {
+        [OPT_CONNECTIONS] = { "--connections", 1, 65536 },
+        [OPT_PRODUCERS] = { "--producers", 1, 1024 },
+        [OPT_SIZE] = { "--size", BW_HEADER_SIZE, 1ul << 30 },
+        [OPT_MESSAGES] = { "--messages", 1, 1ul << 30 },
+        [OPT_RUN_THREADS] = { "--run-threads", 1, 1024 },
+        [OPT_WORKERS] = { "--workers", 1, 1024 },
+        [OPT_READERS] = { "--readers", 1, 1024 },
+        [OPT_WINDOW] = { "--window", 1, 1ul << 20 },
+        [OPT_BURST] = { "--burst", 1, 1ul << 20 },
+    };
+    unsigned long v[OPT_COUNT] = { 64, 4, 64, 100000, 2, 1, 2, 0, 1 };
 
     *o = (struct bw_options){ 0 };
     for (int i = 1; i < argc; i++) {
@@ -117,30 +137,31 @@ static int parse(struct bw_options *o, int argc, char **argv)
             o->pipes = true;
             continue;
         }
-        while (k < 8 && strcmp(argv[i], names[k]) != 0)
+        while (k < OPT_COUNT && strcmp(argv[i], opts[k].name) != 0)
             k++;
-        if (k == 8 || i + 1 >= argc)
+        if (k == OPT_COUNT || i + 1 >= argc)
             return -1;
         errno = 0;
         v[k] = strtoul(argv[++i], &end, 10);
-        if (errno != 0 || *end != '\0' || v[k] == 0 || v[k] > max[k])
+        if (errno != 0 || *end != '\0' || v[k] < opts[k].min || v[k] > opts[k].max)
             return -1;
     }
-    o->connections = (unsigned)v[0];
-    o->producers = (unsigned)v[1];
-    o->size = v[2];
-    o->messages = v[3];
-    o->run_threads = (unsigned)v[4];
-    o->workers = (unsigned)v[5];
-    o->readers = (unsigned)(v[6] < v[0] ? v[6] : v[0]);
+    o->connections = (unsigned)v[OPT_CONNECTIONS];
+    o->producers = (unsigned)v[OPT_PRODUCERS];
+    o->size = v[OPT_SIZE];
+    o->messages = v[OPT_MESSAGES];
+    o->run_threads = (unsigned)v[OPT_RUN_THREADS];
+    o->workers = (unsigned)v[OPT_WORKERS];
+    o->readers = (unsigned)(v[OPT_READERS] < v[OPT_CONNECTIONS] ? v[OPT_READERS] : v[OPT_CONNECTIONS]);
+    o->burst = (unsigned)v[OPT_BURST];
     /* By default 256 messages or 16 MiB per producer, whichever is less
      * (but at least 4 messages). */
-    if (v[7] == 0) {
-        v[7] = (16ul << 20) / o->size;
-        v[7] = v[7] > 256 ? 256 : v[7] < 4 ? 4 : v[7];
+    if (v[OPT_WINDOW] == 0) {
+        v[OPT_WINDOW] = (16ul << 20) / o->size;
+        v[OPT_WINDOW] = v[OPT_WINDOW] > 256 ? 256 : v[OPT_WINDOW] < 4 ? 4 : v[OPT_WINDOW];
     }
-    o->window = (unsigned)v[7];
-    if (o->size < BW_HEADER_SIZE || o->messages * o->producers > (1ul << 31))
+    o->window = (unsigned)v[OPT_WINDOW];
+    if (o->messages * o->producers > (1ul << 31))
         return -1;
     return 0;
 }
@@ -217,12 +238,20 @@ static void give_back(struct bw_msg *m)
 }
 
 /* Messages of producer p on connection c: i in [0, M) with
- * (first + i) % C == c. */
+ * (first + i / B) % C == c.  Bursts j = d, d + C, d + 2C ... (d the
+ * distance from first to c) of B messages each, the last one of all
+ * (j = bursts - 1) cut to what is left of M. */
 static unsigned long messages_to(const struct bw_options *o, unsigned first, unsigned c)
 {
     unsigned long d = (c + o->connections - first) % o->connections;
+    unsigned long bursts = (o->messages + o->burst - 1) / o->burst, n;
 
-    return o->messages / o->connections + (d < o->messages % o->connections ? 1 : 0);
+    if (d >= bursts)
+        return 0;
+    n = ((bursts - 1 - d) / o->connections + 1) * o->burst;
+    if ((bursts - 1) % o->connections == d)
+        n -= bursts * o->burst - o->messages;
+    return n;
 }
 
 static int open_connections(struct bw_bench *b)
@@ -255,10 +284,34 @@ static int open_connections(struct bw_bench *b)
     return 0;
 }
 
+/* Raises the soft RLIMIT_NOFILE to the hard one.  Returns 0, or
+ * BW_EXIT_SKIP (having printed the skip line) if that is still fewer
+ * descriptors than the run needs. */
+static int enough_fds(const struct bw_bench *b)
+{
+    unsigned long long need = 2ull * b->o.connections + BW_SPARE_FDS;
+    struct rlimit rl;
+    char why[160];
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;                   /* then socketpair() will say */
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return 0;
+    snprintf(why, sizeof(why), "(needs %llu file descriptors; RLIMIT_NOFILE's hard limit is %llu)", need,
+             (unsigned long long)rl.rlim_max);
+    return bw_skip(b->name, why);
+}
+
 int bw_init(struct bw_bench *b, const char *name, int argc, char **argv)
 {
     struct bw_state *s;
     struct bw_options *o = &b->o;
+    int status;
 
     b->name = name;
     b->write_fds = NULL;
@@ -267,6 +320,9 @@ int bw_init(struct bw_bench *b, const char *name, int argc, char **argv)
         usage(argv[0]);
         return 2;
     }
+    status = enough_fds(b);
+    if (status != 0)
+        return status;
     /* Readers never go away early, but a failed run must not die of it. */
     signal(SIGPIPE, SIG_IGN);
     s = b->state = calloc(1, sizeof(*s));
@@ -444,7 +500,7 @@ static void *produce(void *arg)
 {
     struct bw_producer *p = arg;
     const struct bw_options *o = &p->bench->o;
-    unsigned conn = p->first_conn;
+    unsigned conn = p->first_conn, left = o->burst;
 
     for (unsigned long i = 0; i < o->messages; i++) {
         struct bw_msg *m = take_buffer(p);
@@ -454,8 +510,11 @@ static void *produce(void *arg)
         fill_message(m, p->id, p->seq[conn]++);
         m->submitted = bw_now();
         p->submit(p->impl, m);
-        if (++conn == o->connections)
-            conn = 0;
+        if (--left == 0) {
+            left = o->burst;
+            if (++conn == o->connections)
+                conn = 0;
+        }
     }
     return NULL;
 }

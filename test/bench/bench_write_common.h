@@ -5,7 +5,8 @@
  *
  * C connections (AF_UNIX SOCK_STREAM socketpairs, or pipes with --pipes);
  * P producer threads each submit M complete writes of S bytes, message i
- * of producer p going to connection (p * C / P + i) % C; reader threads
+ * of producer p going to connection (p * C / P + i / B) % C (B: --burst,
+ * 1 by default); reader threads
  * drain the other ends and verify every byte.  A message starts with a
  * 16-byte header (producer id, connection, and a sequence number local to
  * that connection and producer), then a byte pattern derived from it, so
@@ -19,15 +20,23 @@
  * library the same back-pressure, and keeps submit-to-handler latency a
  * measure of the pipeline rather than of an ever-growing backlog.
  *
+ * --burst B sends B consecutive messages of a producer to one connection
+ * before it moves to the next, so that up to B writes queue on a
+ * connection at once.
+ *
  * Command line (the same for every program; a program ignores what it has
  * no use for, e.g. --workers outside ioctx):
  *   --connections C --producers P --size S --messages M (per producer)
- *   --run-threads R --workers W --readers N --window K --pipes
+ *   --run-threads R --workers W --readers N --window F (in flight per producer)
+ *   --burst B --pipes
+ * bw_init() raises RLIMIT_NOFILE's soft limit to the hard limit; a hard
+ * limit below the 2 C descriptors needed makes it print a skip line.
  *
  * Each program prints one line on stdout:
  *   NAME msgs_per_s MB_per_s cpu_s writes_per_msg p50_us p99_us mallocs_per_op peak_rss_kb
  * ("na" where a number is unavailable), or "NAME skipped REASON" and
- * exits 77 when the system refuses the library (io_uring in a sandbox).
+ * exits 77 when the system refuses the library (io_uring in a sandbox)
+ * or has too few file descriptors.
  */
 #ifndef IOCTX_BENCH_WRITE_COMMON_H
 #define IOCTX_BENCH_WRITE_COMMON_H
@@ -57,6 +66,7 @@ struct bw_options {
     unsigned window;            /* messages in flight per producer */
     unsigned long messages;     /* per producer */
     size_t size;                /* bytes per message, header included */
+    unsigned burst;             /* consecutive messages to one connection */
     bool pipes;                 /* pipes instead of socketpairs */
 };
 
