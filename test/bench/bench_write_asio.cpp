@@ -11,6 +11,12 @@
 // worker threads: the reactor writes on the run threads) and runs the
 // handlers; --workers does not apply.  writes_per_msg: the interposer's
 // count of write system calls on the connections.
+//
+// --slow: once every message's handler has run, io_context::stop() stops
+// the run threads; close() on each slow connection's stream_descriptor
+// (its stuck async_write completes with operation_aborted, which is
+// ECANCELED) is timed; then run() on the main thread runs those handlers
+// and returns when no work is left.
 #include <asio.hpp>
 
 #include <cstdio>
@@ -45,15 +51,28 @@ void write_front(Connection *c)
                       }));
 }
 
+using Connections = std::vector<std::unique_ptr<Connection>>;
+
 void submit(void *impl, bw_msg *m)
 {
-    Connection *c = (*static_cast<std::vector<std::unique_ptr<Connection>> *>(impl))[m->conn].get();
+    Connection *c = (*static_cast<Connections *>(impl))[m->conn].get();
 
     asio::post(c->strand, [c, m] {
         c->queue.push_back(m);
         if (c->queue.size() == 1)
             write_front(c);
     });
+}
+
+void close_one(void *impl, unsigned conn)
+{
+    asio::error_code ec;
+
+    (*static_cast<Connections *>(impl))[conn]->stream.close(ec);
+    if (ec) {
+        std::fprintf(stderr, "asio: close: %s\n", ec.message().c_str());
+        std::exit(1);
+    }
 }
 
 }  // namespace
@@ -69,25 +88,29 @@ int main(int argc, char **argv)
     }
     {
         asio::io_context ctx;
-        std::vector<std::unique_ptr<Connection>> conns;
+        Connections conns;
 
-        for (unsigned c = 0; c < b.o.connections; c++) {
+        for (unsigned c = 0; c < bw_conns(&b); c++) {
             conns.emplace_back(new Connection(ctx, b.write_fds[c]));
             b.write_fds[c] = -1;    // the stream_descriptor closes it
-        }
-        if (bw_start(&b) != 0) {
-            bw_fini(&b);
-            return 1;
         }
         auto guard = asio::make_work_guard(ctx);
         std::vector<std::thread> runners;
         for (unsigned t = 0; t < b.o.run_threads; t++)
             runners.emplace_back([&ctx] { ctx.run(); });
+        bw_submit_stuck(&b, submit, &conns);
+        if (bw_start(&b) != 0)
+            std::exit(1);           // the run threads wait for the guard
         bw_produce(&b, submit, &conns);
-        guard.reset();
+        bw_wait_completed(&b);
+        bw_stop(&b);
+        ctx.stop();
         for (auto &t : runners)
             t.join();
-        bw_stop(&b);
+        bw_close_stuck(&b, close_one, &conns);
+        guard.reset();
+        ctx.restart();
+        ctx.run();                  // the stuck writes' handlers
         status = bw_report(&b, bw_interposed_writes(&b));
     }
     bw_fini(&b);

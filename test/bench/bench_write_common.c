@@ -5,6 +5,7 @@
  *
  * The write ends belong to the program until it hands them to its library;
  * it then sets write_fds[c] to -1, and bw_fini() closes what is left.
+ * The slow consumers' read ends stay open, unread, until bw_fini().
  *
  * Locking:
  *   p->lock guards a producer's free list (p->free, p->nfree, p->waiting);
@@ -12,6 +13,7 @@
  *   Each latency record is written once, by the handler of its message,
  *   and read by the main thread after every thread that ran handlers has
  *   been joined.  A reader owns its connections' read ends and states.
+ *   done_lock guards all_done, which the handler of the last message sets.
  */
 #include "bench_write_common.h"
 
@@ -35,6 +37,11 @@
 #define BW_STALL_TEXT "60 s"
 #define BW_READ_CHUNK (256 * 1024)
 
+/* A slow consumer: send (and receive) buffer asked for, and the write
+ * that gets stuck in it. */
+#define BW_SLOW_BUFFER 4096
+#define BW_STUCK_SIZE (256 * 1024)
+
 /* Descriptors beyond the connections' (stdio, the libraries' epoll and
  * wake-up fds, the interposer's none). */
 #define BW_SPARE_FDS 64
@@ -54,6 +61,7 @@ struct bw_producer {
     struct bw_msg **free;       /* stack of free messages (LIFO: few buffers touched) */
     unsigned nfree;
     bool waiting;
+    bool stuck;                 /* the owner of the stuck writes, not a producer */
 };
 
 /* What a reader knows of one connection. */
@@ -82,10 +90,23 @@ struct bw_state {
     atomic_ulong completed;
     atomic_ulong failed;
     atomic_int first_error;
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond;
+    bool all_done;
     bool readers_started;
     double t0, t1;
     struct rusage ru0, ru1;
     uint64_t mallocs0, mallocs1, writes0, writes1;
+    /* The slow consumers. */
+    int *slow_read_fds;
+    struct bw_producer stuck_owner;
+    struct bw_msg *stuck_msgs;
+    unsigned char *stuck_data;  /* one buffer for all: never changed */
+    atomic_bool closing;
+    atomic_ulong stuck_completed;
+    atomic_ulong stuck_wrong;   /* before the close, or not ECANCELED */
+    atomic_int stuck_first_error;
+    double close_seconds;
 };
 
 double bw_now(void)
@@ -101,14 +122,14 @@ static void usage(const char *prog)
     fprintf(stderr,
             "usage: %s [--connections C] [--producers P] [--size S] [--messages M]\n"
             "       [--run-threads R] [--workers W] [--readers N] [--window F] [--burst B]\n"
-            "       [--pipes]\n"
+            "       [--pipes] [--slow K]\n"
             "  M is per producer; S >= %d (the header); F: messages in flight per producer;\n"
-            "  B: consecutive messages to one connection\n",
+            "  B: consecutive messages to one connection; K: slow consumers (0 allowed)\n",
             prog, BW_HEADER_SIZE);
 }
 
 enum { OPT_CONNECTIONS, OPT_PRODUCERS, OPT_SIZE, OPT_MESSAGES, OPT_RUN_THREADS, OPT_WORKERS,
-       OPT_READERS, OPT_WINDOW, OPT_BURST, OPT_COUNT };
+       OPT_READERS, OPT_WINDOW, OPT_BURST, OPT_SLOW, OPT_COUNT };
 
 static int parse(struct bw_options *o, int argc, char **argv)
 {
@@ -125,8 +146,9 @@ static int parse(struct bw_options *o, int argc, char **argv)
         [OPT_READERS] = { "--readers", 1, 1024 },
         [OPT_WINDOW] = { "--window", 1, 1ul << 20 },
         [OPT_BURST] = { "--burst", 1, 1ul << 20 },
+        [OPT_SLOW] = { "--slow", 0, 65536 },
     };
-    unsigned long v[OPT_COUNT] = { 64, 4, 64, 100000, 2, 1, 2, 0, 1 };
+    unsigned long v[OPT_COUNT] = { 64, 4, 64, 100000, 2, 1, 2, 0, 1, 0 };
 
     *o = (struct bw_options){ 0 };
     for (int i = 1; i < argc; i++) {
@@ -154,6 +176,7 @@ static int parse(struct bw_options *o, int argc, char **argv)
     o->workers = (unsigned)v[OPT_WORKERS];
     o->readers = (unsigned)(v[OPT_READERS] < v[OPT_CONNECTIONS] ? v[OPT_READERS] : v[OPT_CONNECTIONS]);
     o->burst = (unsigned)v[OPT_BURST];
+    o->slow = (unsigned)v[OPT_SLOW];
     /* By default 256 messages or 16 MiB per producer, whichever is less
      * (but at least 4 messages). */
     if (v[OPT_WINDOW] == 0) {
@@ -161,9 +184,19 @@ static int parse(struct bw_options *o, int argc, char **argv)
         v[OPT_WINDOW] = v[OPT_WINDOW] > 256 ? 256 : v[OPT_WINDOW] < 4 ? 4 : v[OPT_WINDOW];
     }
     o->window = (unsigned)v[OPT_WINDOW];
-    if (o->messages * o->producers > (1ul << 31))
+    if (o->messages * o->producers > (1ul << 31) || (unsigned long)o->producers * o->window > (1ul << 24))
         return -1;
     return 0;
+}
+
+unsigned bw_conns(const struct bw_bench *b)
+{
+    return b->o.connections + b->o.slow;
+}
+
+unsigned bw_slots(const struct bw_bench *b)
+{
+    return b->o.producers * b->o.window + b->o.slow;
 }
 
 static unsigned char message_seed(unsigned producer, unsigned conn, uint64_t seq)
@@ -284,12 +317,66 @@ static int open_connections(struct bw_bench *b)
     return 0;
 }
 
+/* Shrinks the buffers of a slow consumer's connection to about
+ * BW_SLOW_BUFFER bytes (the kernel's minimum if that is more). */
+static int shrink_buffers(bool pipes, int rd, int wr)
+{
+    int size = BW_SLOW_BUFFER;
+
+    if (pipes)
+        return fcntl(wr, F_SETPIPE_SZ, size) < 0 ? -1 : 0;
+    if (setsockopt(wr, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) != 0)
+        return -1;
+    return setsockopt(rd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
+/* The slow consumers: connections o.connections and up, and their stuck
+ * writes.  Their write ends are not watched: writes_per_msg is the
+ * healthy traffic's, and the stuck writes' own calls (one or two each,
+ * some of them after bw_submit_stuck() returns) would blur it. */
+static int open_slow(struct bw_bench *b)
+{
+    struct bw_state *s = b->state;
+    const struct bw_options *o = &b->o;
+
+    s->stuck_owner = (struct bw_producer){ .bench = b, .id = o->producers, .stuck = true };
+    s->slow_read_fds = malloc((o->slow + 1) * sizeof(*s->slow_read_fds));
+    s->stuck_msgs = calloc(o->slow + 1, sizeof(*s->stuck_msgs));
+    s->stuck_data = calloc(1, BW_STUCK_SIZE);
+    if (s->slow_read_fds == NULL || s->stuck_msgs == NULL || s->stuck_data == NULL)
+        return ENOMEM;
+    for (unsigned k = 0; k < o->slow; k++)
+        s->slow_read_fds[k] = -1;
+    for (unsigned k = 0; k < o->slow; k++) {
+        unsigned c = o->connections + k;
+        int fds[2], rd, wr;
+
+        if (o->pipes ? pipe(fds) : socketpair(AF_UNIX, SOCK_STREAM, 0, fds)) {
+            fprintf(stderr, "%s: slow %s: %s\n", b->name, o->pipes ? "pipe" : "socketpair", strerror(errno));
+            return 1;
+        }
+        rd = o->pipes ? fds[0] : fds[1];
+        wr = o->pipes ? fds[1] : fds[0];
+        b->write_fds[c] = wr;
+        s->slow_read_fds[k] = rd;
+        if (shrink_buffers(o->pipes, rd, wr) != 0) {
+            fprintf(stderr, "%s: shrinking a slow consumer's buffers: %s\n", b->name, strerror(errno));
+            return 1;
+        }
+        s->stuck_msgs[k] = (struct bw_msg){
+            .owner = &s->stuck_owner, .conn = c, .slot = o->producers * o->window + k,
+            .data = s->stuck_data, .size = BW_STUCK_SIZE,
+        };
+    }
+    return 0;
+}
+
 /* Raises the soft RLIMIT_NOFILE to the hard one.  Returns 0, or
  * BW_EXIT_SKIP (having printed the skip line) if that is still fewer
  * descriptors than the run needs. */
 static int enough_fds(const struct bw_bench *b)
 {
-    unsigned long long need = 2ull * b->o.connections + BW_SPARE_FDS;
+    unsigned long long need = 2ull * (b->o.connections + b->o.slow) + BW_SPARE_FDS;
     struct rlimit rl;
     char why[160];
 
@@ -328,13 +415,17 @@ int bw_init(struct bw_bench *b, const char *name, int argc, char **argv)
     s = b->state = calloc(1, sizeof(*s));
     if (s == NULL)
         return 1;
+    pthread_mutex_init(&s->done_lock, NULL);
+    pthread_cond_init(&s->done_cond, NULL);
     s->total = o->messages * o->producers;
     s->rconns = calloc(o->connections, sizeof(*s->rconns));
-    b->write_fds = malloc(o->connections * sizeof(*b->write_fds));
+    b->write_fds = malloc(bw_conns(b) * sizeof(*b->write_fds));
     if (s->rconns == NULL || b->write_fds == NULL)
         goto out_nomem;
     for (unsigned c = 0; c < o->connections; c++)
-        b->write_fds[c] = s->rconns[c].fd = -1;
+        s->rconns[c].fd = -1;
+    for (unsigned c = 0; c < bw_conns(b); c++)
+        b->write_fds[c] = -1;
     s->producers = calloc(o->producers, sizeof(*s->producers));
     s->readers = calloc(o->readers, sizeof(*s->readers));
     s->latency_us = calloc(s->total, sizeof(*s->latency_us));
@@ -343,7 +434,12 @@ int bw_init(struct bw_bench *b, const char *name, int argc, char **argv)
     for (unsigned p = 0; p < o->producers; p++)
         if (setup_producer(b, &s->producers[p], p) != 0)
             goto out_nomem;
-    return open_connections(b);
+    status = open_connections(b);
+    if (status == 0)
+        status = open_slow(b);
+    if (status == ENOMEM)
+        goto out_nomem;
+    return status;
 
 out_nomem:
     fprintf(stderr, "%s: out of memory\n", name);
@@ -541,11 +637,29 @@ int bw_produce(struct bw_bench *b, bw_submit_fn submit, void *impl)
     return 0;
 }
 
+/* The handler of a stuck write: it must run after bw_close_stuck() began,
+ * and say ECANCELED. */
+static void stuck_complete(struct bw_state *s, int error)
+{
+    if (!atomic_load(&s->closing) || error != ECANCELED) {
+        int none = 0;
+
+        atomic_compare_exchange_strong(&s->stuck_first_error, &none, error != 0 ? error : -1);
+        atomic_fetch_add(&s->stuck_wrong, 1);
+    }
+    atomic_fetch_add(&s->stuck_completed, 1);
+}
+
 void bw_complete(struct bw_msg *m, int error, size_t bytes)
 {
     struct bw_state *s = m->owner->bench->state;
-    double latency = bw_now() - m->submitted;
+    double latency;
 
+    if (m->owner->stuck) {
+        stuck_complete(s, error);
+        return;
+    }
+    latency = bw_now() - m->submitted;
     if (error != 0 || bytes != m->size) {
         int none = 0;
 
@@ -554,7 +668,12 @@ void bw_complete(struct bw_msg *m, int error, size_t bytes)
     }
     s->latency_us[m->index] = (float)(latency * 1e6);
     give_back(m);                   /* m may be reused from here on */
-    atomic_fetch_add_explicit(&s->completed, 1, memory_order_release);
+    if (atomic_fetch_add_explicit(&s->completed, 1, memory_order_acq_rel) + 1 == s->total) {
+        pthread_mutex_lock(&s->done_lock);
+        s->all_done = true;
+        pthread_cond_broadcast(&s->done_cond);
+        pthread_mutex_unlock(&s->done_lock);
+    }
 }
 
 unsigned long bw_total(const struct bw_bench *b)
@@ -565,6 +684,70 @@ unsigned long bw_total(const struct bw_bench *b)
 bool bw_all_completed(const struct bw_bench *b)
 {
     return atomic_load_explicit(&b->state->completed, memory_order_acquire) == b->state->total;
+}
+
+void bw_wait_completed(struct bw_bench *b)
+{
+    struct bw_state *s = b->state;
+
+    pthread_mutex_lock(&s->done_lock);
+    while (!s->all_done)
+        pthread_cond_wait(&s->done_cond, &s->done_lock);
+    pthread_mutex_unlock(&s->done_lock);
+}
+
+void bw_submit_stuck(struct bw_bench *b, bw_submit_fn submit, void *impl)
+{
+    struct bw_state *s = b->state;
+    unsigned n = b->o.slow, idle = 0;
+    struct pollfd *fds;
+
+    if (n == 0)
+        return;
+    fds = calloc(n, sizeof(*fds));
+    if (fds == NULL) {
+        fprintf(stderr, "%s: out of memory\n", b->name);
+        exit(1);
+    }
+    for (unsigned k = 0; k < n; k++) {
+        fds[k] = (struct pollfd){ .fd = s->slow_read_fds[k], .events = POLLIN };
+        submit(impl, &s->stuck_msgs[k]);
+    }
+    /* Bytes on a read end: the library has started that write.  Those
+     * seen are swapped out of the array's live part. */
+    while (n > 0) {
+        int ready = poll(fds, n, 1000);
+
+        if (ready < 0 && errno != EINTR) {
+            perror("poll");
+            exit(1);
+        }
+        if (ready == 0 && ++idle >= BW_STALL_SECONDS) {
+            fprintf(stderr, "%s: FAILED: %u stuck writes not started after " BW_STALL_TEXT "\n", b->name, n);
+            exit(1);
+        }
+        for (unsigned k = 0; ready > 0 && k < n;) {
+            if (fds[k].revents != 0) {
+                fds[k] = fds[--n];
+                ready--;
+            } else {
+                k++;
+            }
+        }
+    }
+    free(fds);
+}
+
+void bw_close_stuck(struct bw_bench *b, bw_close_fn close_one, void *impl)
+{
+    struct bw_state *s = b->state;
+    double t0;
+
+    atomic_store(&s->closing, true);
+    t0 = bw_now();
+    for (unsigned k = 0; k < b->o.slow; k++)
+        close_one(impl, b->o.connections + k);
+    s->close_seconds = bw_now() - t0;
 }
 
 int bw_stop(struct bw_bench *b)
@@ -581,22 +764,22 @@ int bw_stop(struct bw_bench *b)
     return 0;
 }
 
-int bw_run_beside(struct bw_bench *b, void *(*thread_main)(void *), bw_submit_fn submit,
-                  void *impl, const unsigned long long *writes)
+int bw_run_beside(struct bw_bench *b, void *(*thread_main)(void *), bw_submit_fn submit, void *impl)
 {
     pthread_t thread;
-    int status = bw_start(b);
 
-    if (status != 0)
-        return status;
+    /* Started first: the stuck writes need it. */
     if (pthread_create(&thread, NULL, thread_main, impl) != 0) {
         fprintf(stderr, "%s: cannot start the library's thread\n", b->name);
-        exit(1);                    /* the readers wait for bytes that will not come */
+        exit(1);
     }
+    bw_submit_stuck(b, submit, impl);
+    if (bw_start(b) != 0)
+        exit(1);                    /* the library's thread waits for messages that will not come */
     bw_produce(b, submit, impl);
     pthread_join(thread, NULL);
     bw_stop(b);
-    return bw_report(b, writes != NULL ? (long long)*writes : bw_interposed_writes(b));
+    return 0;
 }
 
 void bw_list_push(struct bw_msg_list *l, struct bw_msg *m)
@@ -699,7 +882,8 @@ int bw_report(struct bw_bench *b, long long writes)
     double cpu = seconds(s->ru1.ru_utime) + seconds(s->ru1.ru_stime)
                  - seconds(s->ru0.ru_utime) - seconds(s->ru0.ru_stime);
     unsigned long completed = atomic_load(&s->completed), failed = atomic_load(&s->failed);
-    char wpm[32], mpo[32];
+    unsigned long stuck = atomic_load(&s->stuck_completed), wrong = atomic_load(&s->stuck_wrong);
+    char wpm[32], mpo[32], close_us[32];
     float p50, p99;
 
     if (failed != 0 || completed != s->total) {
@@ -710,13 +894,23 @@ int bw_report(struct bw_bench *b, long long writes)
                 err > 0 ? strerror(err) : err < 0 ? "short write" : "none");
         return 1;
     }
+    if (stuck != b->o.slow || wrong != 0) {
+        int err = atomic_load(&s->stuck_first_error);
+
+        fprintf(stderr, "%s: FAILED: %lu handlers ran for %u stuck writes, %lu of them %s (first: %s)\n",
+                b->name, stuck, b->o.slow, wrong, "before the close or not ECANCELED",
+                err > 0 ? strerror(err) : err < 0 ? "success" : "none");
+        return 1;
+    }
     p50 = select_kth(s->latency_us, s->total, (s->total - 1) / 2);
     p99 = select_kth(s->latency_us, s->total, (size_t)((double)(s->total - 1) * 0.99));
     format_or_na(wpm, sizeof(wpm), "%.4f", (double)writes / total, writes >= 0);
     format_or_na(mpo, sizeof(mpo), "%.3f", (double)(s->mallocs1 - s->mallocs0) / total,
                  bench_counting_available());
-    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld\n", b->name, total / elapsed,
-           total * (double)b->o.size / elapsed / 1e6, cpu, wpm, p50, p99, mpo, s->ru1.ru_maxrss);
+    format_or_na(close_us, sizeof(close_us), "%.1f", s->close_seconds * 1e6, b->o.slow > 0);
+    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld %u %s\n", b->name, total / elapsed,
+           total * (double)b->o.size / elapsed / 1e6, cpu, wpm, p50, p99, mpo, s->ru1.ru_maxrss,
+           b->o.slow, close_us);
     fflush(stdout);
     return 0;
 }
@@ -744,6 +938,17 @@ void bw_fini(struct bw_bench *b)
             close(s->rconns[c].fd);
         free(s->rconns[c].next_seq);
     }
+    for (unsigned k = 0; s->slow_read_fds != NULL && k < b->o.slow; k++) {
+        if (b->write_fds[b->o.connections + k] >= 0)
+            close(b->write_fds[b->o.connections + k]);
+        if (s->slow_read_fds[k] >= 0)
+            close(s->slow_read_fds[k]);
+    }
+    pthread_mutex_destroy(&s->done_lock);
+    pthread_cond_destroy(&s->done_cond);
+    free(s->slow_read_fds);
+    free(s->stuck_msgs);
+    free(s->stuck_data);
     for (unsigned p = 0; s->producers != NULL && p < b->o.producers; p++) {
         struct bw_producer *pr = &s->producers[p];
 

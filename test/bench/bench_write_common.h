@@ -24,19 +24,33 @@
  * before it moves to the next, so that up to B writes queue on a
  * connection at once.
  *
+ * --slow K adds K slow consumers beside those C connections: socketpairs
+ * (or pipes) with 4 KiB send buffers (SO_SNDBUF on the write end, and
+ * SO_RCVBUF on the read end; F_SETPIPE_SZ for pipes) whose readers never
+ * read, and one write of 256 KiB queued on each (bw_submit_stuck(), before
+ * the timed section) that therefore never finishes.  The healthy workload
+ * then runs as usual, and only its messages are measured.  After it, the
+ * program stops its run threads and closes the K slow connections the way
+ * its library does, between bw_close_stuck()'s two clock readings (not
+ * including the handlers' run); it then runs the handlers, each of which
+ * must report ECANCELED, exactly once per stuck write.
+ *
  * Command line (the same for every program; a program ignores what it has
  * no use for, e.g. --workers outside ioctx):
  *   --connections C --producers P --size S --messages M (per producer)
  *   --run-threads R --workers W --readers N --window F (in flight per producer)
- *   --burst B --pipes
+ *   --burst B --pipes --slow K
  * bw_init() raises RLIMIT_NOFILE's soft limit to the hard limit; a hard
- * limit below the 2 C descriptors needed makes it print a skip line.
+ * limit below the 2 (C + K) descriptors needed makes it print a skip line.
  *
  * Each program prints one line on stdout:
  *   NAME msgs_per_s MB_per_s cpu_s writes_per_msg p50_us p99_us mallocs_per_op peak_rss_kb
- * ("na" where a number is unavailable), or "NAME skipped REASON" and
- * exits 77 when the system refuses the library (io_uring in a sandbox)
- * or has too few file descriptors.
+ *        slow close_us
+ * ("na" where a number is unavailable): slow is K, close_us the time of
+ * the K close calls in all (na when K is 0).  Or "NAME skipped REASON"
+ * and exit 77 when the system refuses the library (io_uring in a
+ * sandbox), the program sits out an option (--slow for the blocking raw
+ * writer and io_uring), or RLIMIT_NOFILE is too low.
  */
 #ifndef IOCTX_BENCH_WRITE_COMMON_H
 #define IOCTX_BENCH_WRITE_COMMON_H
@@ -67,6 +81,7 @@ struct bw_options {
     unsigned long messages;     /* per producer */
     size_t size;                /* bytes per message, header included */
     unsigned burst;             /* consecutive messages to one connection */
+    unsigned slow;              /* slow consumers with a stuck write each */
     bool pipes;                 /* pipes instead of socketpairs */
 };
 
@@ -78,7 +93,8 @@ struct bw_msg {
     struct bw_msg *next;        /* the implementation's to use while it holds the message */
     struct bw_producer *owner;
     unsigned conn;              /* index into bw_bench.write_fds */
-    unsigned slot;              /* unique over all pools: 0 .. producers * window - 1 */
+    /* Unique over all pools and stuck writes: 0 .. bw_slots() - 1. */
+    unsigned slot;
     unsigned long index;        /* unique over all messages of the run */
     double submitted;           /* bw_now() just before the submit call */
     unsigned char *data;
@@ -90,7 +106,9 @@ struct bw_state;
 struct bw_bench {
     const char *name;
     struct bw_options o;
-    int *write_fds;             /* o.connections write ends, in blocking mode */
+    /* o.connections write ends, then the o.slow slow consumers' ones, in
+     * blocking mode: bw_conns() in all. */
+    int *write_fds;
     struct bw_state *state;     /* the rest is private to bench_write_common.c */
 };
 
@@ -98,12 +116,28 @@ struct bw_bench {
  * implementation calls bw_complete(m, ...) once the write is done. */
 typedef void (*bw_submit_fn)(void *impl, struct bw_msg *m);
 
+/* Closes connection conn (a slow one) the way the library does. */
+typedef void (*bw_close_fn)(void *impl, unsigned conn);
+
 double bw_now(void);
+
+/* Connections in all (o.connections + o.slow), and message slots in all
+ * (o.producers * o.window + o.slow). */
+unsigned bw_conns(const struct bw_bench *b);
+unsigned bw_slots(const struct bw_bench *b);
 
 /* Parses the command line, ignores SIGPIPE, creates the connections,
  * pools and latency records.  Returns 0, or the exit status to return
  * (2 for a usage error, 1 for a failure), having said why. */
 int bw_init(struct bw_bench *b, const char *name, int argc, char **argv);
+
+/* Submits the stuck write of each slow connection with submit(impl, m)
+ * (its bw_msg comes from here; the implementation completes it with
+ * bw_complete() as any other) and waits until the library has written
+ * the first bytes of every one, so that all are stuck when the timed
+ * section starts.  Does nothing without --slow.  Call it before bw_start(),
+ * with the library's threads running. */
+void bw_submit_stuck(struct bw_bench *b, bw_submit_fn submit, void *impl);
 
 /* Starts the readers, then the timed section (clock, CPU time, malloc and
  * write counters). */
@@ -118,24 +152,33 @@ int bw_produce(struct bw_bench *b, bw_submit_fn submit, void *impl);
  * Thread-safe. */
 void bw_complete(struct bw_msg *m, int error, size_t bytes);
 
-/* Messages in all, and whether every one has been completed. */
+/* Messages in all, and whether every one has been completed (the stuck
+ * writes are not counted). */
 unsigned long bw_total(const struct bw_bench *b);
 bool bw_all_completed(const struct bw_bench *b);
+/* Waits until every message has been completed. */
+void bw_wait_completed(struct bw_bench *b);
 
 /* Waits for the readers to have verified every byte, then ends the timed
  * section. */
 int bw_stop(struct bw_bench *b);
 
-/* The whole run, for a library that does all its work on one thread of
- * its own (libuv's loop, an io_uring ring): starts the readers and the
- * timed section, runs thread_main(impl) on a new thread while the
- * producers submit, waits for that thread to return (once every message
- * is completed), ends the timed section and prints the result line.
- * writes: the library's own count of its write submissions, read once
- * its thread has returned; NULL for the interposer's count.  Returns the
- * exit status, as bw_report. */
-int bw_run_beside(struct bw_bench *b, void *(*thread_main)(void *), bw_submit_fn submit,
-                  void *impl, const unsigned long long *writes);
+/* Closes the K slow connections with close_one(impl, conn), on the
+ * calling thread, and times the calls (from the first call to the last
+ * one's return).  A stuck write's handler that runs before this is a
+ * failure.  Call it after bw_stop(), with the library's run threads
+ * stopped, so that no handler runs during the timing; then run the
+ * handlers before bw_report(). */
+void bw_close_stuck(struct bw_bench *b, bw_close_fn close_one, void *impl);
+
+/* The run, for a library that does all its work on one thread of its own
+ * (libuv's loop, an io_uring ring): runs thread_main(impl) on a new
+ * thread, submits the stuck writes, starts the readers and the timed
+ * section, runs the producers, waits for that thread to return (once
+ * every message is completed) and ends the timed section.  Returns 0 (or
+ * exits if a thread cannot be started); the caller closes the slow
+ * connections and prints the result line. */
+int bw_run_beside(struct bw_bench *b, void *(*thread_main)(void *), bw_submit_fn submit, void *impl);
 
 /* Messages in order, linked through next: what waits for a connection,
  * or what producers hand over to a library's own thread. */
@@ -166,8 +209,10 @@ struct bw_msg *bw_handoff_take(struct bw_handoff *h);
 long long bw_interposed_writes(const struct bw_bench *b);
 
 /* Prints the result line.  writes: the write system calls (or
- * submissions) made for the run, -1 if unknown.  Returns the exit status:
- * 0, or 1 if a write failed or a byte was missing or wrong. */
+ * submissions) made during the timed section, -1 if unknown.  Returns
+ * the exit status: 0, or 1 if a write failed, a byte was missing or
+ * wrong, or the stuck writes' handlers did not each run once with
+ * ECANCELED. */
 int bw_report(struct bw_bench *b, long long writes);
 
 /* Prints "NAME skipped WHY" and returns BW_EXIT_SKIP. */

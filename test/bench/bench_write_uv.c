@@ -9,6 +9,11 @@
  * order; the write callbacks, run on the loop thread, are the handlers.
  * --run-threads and --workers do not apply.  writes_per_msg: the
  * interposer's count of write system calls on the connections.
+ *
+ * --slow: once the loop thread has returned (every message's callback
+ * has run), uv_close() on each slow connection's uv_pipe_t is timed;
+ * the main thread then runs the loop until every close callback has run,
+ * and with them the stuck writes' callbacks (UV_ECANCELED).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +27,9 @@ struct uv_bench {
     uv_loop_t loop;
     uv_async_t wakeup;
     uv_pipe_t *pipes;
-    uv_write_t *reqs;               /* one per pool slot */
+    uv_write_t *reqs;               /* one per message slot */
     struct bw_handoff queue;
+    unsigned closed;                /* close callbacks of the slow pipes */
 };
 
 static void submit(void *impl, struct bw_msg *m)
@@ -69,6 +75,31 @@ static void on_wakeup(uv_async_t *async)
     }
 }
 
+static void on_closed(uv_handle_t *handle)
+{
+    struct uv_bench *ub = handle->data;
+
+    ub->closed++;
+    handle->data = NULL;            /* teardown() skips it */
+}
+
+static void close_one(void *impl, unsigned conn)
+{
+    struct uv_bench *ub = impl;
+
+    uv_close((uv_handle_t *)&ub->pipes[conn], on_closed);
+}
+
+/* Closes the slow pipes (timed), then runs the loop on the calling
+ * thread until their close callbacks, which come after their write
+ * callbacks, have run. */
+static void close_stuck(struct bw_bench *b, struct uv_bench *ub)
+{
+    bw_close_stuck(b, close_one, ub);
+    while (ub->closed < b->o.slow)
+        uv_run(&ub->loop, UV_RUN_ONCE);
+}
+
 /* The loop thread: runs until the last write callback stops it.  The
  * handles stay open until the producers are joined, since a producer may
  * still be inside uv_async_send(). */
@@ -85,8 +116,8 @@ static int setup(struct bw_bench *b, struct uv_bench *ub)
     int err;
 
     ub->bench = b;
-    ub->pipes = calloc(b->o.connections, sizeof(*ub->pipes));
-    ub->reqs = calloc((size_t)b->o.producers * b->o.window, sizeof(*ub->reqs));
+    ub->pipes = calloc(bw_conns(b), sizeof(*ub->pipes));
+    ub->reqs = calloc(bw_slots(b), sizeof(*ub->reqs));
     if (ub->pipes == NULL || ub->reqs == NULL)
         return 1;
     err = uv_loop_init(&ub->loop);
@@ -97,7 +128,7 @@ static int setup(struct bw_bench *b, struct uv_bench *ub)
         return 1;
     }
     ub->wakeup.data = ub;
-    for (unsigned c = 0; c < b->o.connections; c++) {
+    for (unsigned c = 0; c < bw_conns(b); c++) {
         err = uv_pipe_init(&ub->loop, &ub->pipes[c], 0);
         if (err == 0)
             err = uv_pipe_open(&ub->pipes[c], b->write_fds[c]);
@@ -133,8 +164,12 @@ int main(int argc, char **argv)
     if (status == 0)
         status = setup(&b, &ub);
     if (status == 0)
-        status = bw_run_beside(&b, loop_main, submit, &ub, NULL);
-    teardown(&ub, b.o.connections);
+        status = bw_run_beside(&b, loop_main, submit, &ub);
+    if (status == 0) {
+        close_stuck(&b, &ub);
+        status = bw_report(&b, bw_interposed_writes(&b));
+    }
+    teardown(&ub, bw_conns(&b));
     free(ub.pipes);
     free(ub.reqs);
     bw_fini(&b);
