@@ -97,6 +97,7 @@ struct bw_state {
     double t0, t1;
     struct rusage ru0, ru1;
     uint64_t mallocs0, mallocs1, writes0, writes1;
+    int64_t live0;              /* heap in use at the end of bw_init() */
     /* The slow consumers. */
     int *slow_read_fds;
     struct bw_producer stuck_owner;
@@ -122,7 +123,7 @@ static void usage(const char *prog)
     fprintf(stderr,
             "usage: %s [--connections C] [--producers P] [--size S] [--messages M]\n"
             "       [--run-threads R] [--workers W] [--readers N] [--window F] [--burst B]\n"
-            "       [--pipes] [--slow K]\n"
+            "       [--pipes] [--slow K] [--idle-bytes]\n"
             "  M is per producer; S >= %d (the header); F: messages in flight per producer;\n"
             "  B: consecutive messages to one connection; K: slow consumers (0 allowed)\n",
             prog, BW_HEADER_SIZE);
@@ -157,6 +158,10 @@ static int parse(struct bw_options *o, int argc, char **argv)
 
         if (strcmp(argv[i], "--pipes") == 0) {
             o->pipes = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--idle-bytes") == 0) {
+            o->idle_bytes = true;
             continue;
         }
         while (k < OPT_COUNT && strcmp(argv[i], opts[k].name) != 0)
@@ -407,6 +412,8 @@ int bw_init(struct bw_bench *b, const char *name, int argc, char **argv)
         usage(argv[0]);
         return 2;
     }
+    if (o->idle_bytes)
+        bench_track_live_bytes();
     status = enough_fds(b);
     if (status != 0)
         return status;
@@ -439,6 +446,7 @@ int bw_init(struct bw_bench *b, const char *name, int argc, char **argv)
         status = open_slow(b);
     if (status == ENOMEM)
         goto out_nomem;
+    s->live0 = bench_live_bytes();
     return status;
 
 out_nomem:
@@ -883,7 +891,8 @@ int bw_report(struct bw_bench *b, long long writes)
                  - seconds(s->ru0.ru_utime) - seconds(s->ru0.ru_stime);
     unsigned long completed = atomic_load(&s->completed), failed = atomic_load(&s->failed);
     unsigned long stuck = atomic_load(&s->stuck_completed), wrong = atomic_load(&s->stuck_wrong);
-    char wpm[32], mpo[32], close_us[32];
+    int64_t live = bench_live_bytes() - s->live0;   /* first: printf may allocate */
+    char wpm[32], mpo[32], close_us[32], idle[32];
     float p50, p99;
 
     if (failed != 0 || completed != s->total) {
@@ -908,9 +917,11 @@ int bw_report(struct bw_bench *b, long long writes)
     format_or_na(mpo, sizeof(mpo), "%.3f", (double)(s->mallocs1 - s->mallocs0) / total,
                  bench_counting_available());
     format_or_na(close_us, sizeof(close_us), "%.1f", s->close_seconds * 1e6, b->o.slow > 0);
-    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld %u %s\n", b->name, total / elapsed,
+    format_or_na(idle, sizeof(idle), "%.0f", (double)live / bw_conns(b),
+                 b->o.idle_bytes && bench_counting_available());
+    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld %u %s %s\n", b->name, total / elapsed,
            total * (double)b->o.size / elapsed / 1e6, cpu, wpm, p50, p99, mpo, s->ru1.ru_maxrss,
-           b->o.slow, close_us);
+           b->o.slow, close_us, idle);
     fflush(stdout);
     return 0;
 }

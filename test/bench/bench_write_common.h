@@ -35,22 +35,30 @@
  * including the handlers' run); it then runs the handlers, each of which
  * must report ECANCELED, exactly once per stuck write.
  *
+ * --idle-bytes measures the heap in use (live bytes, counted by the
+ * interposer, bench_interpose.c, in every thread) at the end of the run,
+ * once every handler has run and before the library is torn down, less
+ * what was in use at the end of bw_init() (before the program created its
+ * context and wrapped the connections), divided by C + K: what the
+ * library keeps per idle connection after the traffic.
+ *
  * Command line (the same for every program; a program ignores what it has
  * no use for, e.g. --workers outside ioctx):
  *   --connections C --producers P --size S --messages M (per producer)
  *   --run-threads R --workers W --readers N --window F (in flight per producer)
- *   --burst B --pipes --slow K
+ *   --burst B --pipes --slow K --idle-bytes
  * bw_init() raises RLIMIT_NOFILE's soft limit to the hard limit; a hard
  * limit below the 2 (C + K) descriptors needed makes it print a skip line.
  *
  * Each program prints one line on stdout:
  *   NAME msgs_per_s MB_per_s cpu_s writes_per_msg p50_us p99_us mallocs_per_op peak_rss_kb
- *        slow close_us
+ *        slow close_us idle_bytes_per_conn
  * ("na" where a number is unavailable): slow is K, close_us the time of
- * the K close calls in all (na when K is 0).  Or "NAME skipped REASON"
- * and exit 77 when the system refuses the library (io_uring in a
- * sandbox), the program sits out an option (--slow for the blocking raw
- * writer and io_uring), or RLIMIT_NOFILE is too low.
+ * the K close calls in all (na when K is 0), idle_bytes_per_conn na
+ * without --idle-bytes.  Or "NAME skipped REASON" and exit 77 when the
+ * system refuses the library (io_uring in a sandbox), the program sits
+ * out an option (--slow for the blocking raw writer and io_uring), or
+ * RLIMIT_NOFILE is too low.
  */
 #ifndef IOCTX_BENCH_WRITE_COMMON_H
 #define IOCTX_BENCH_WRITE_COMMON_H
@@ -83,6 +91,7 @@ struct bw_options {
     unsigned burst;             /* consecutive messages to one connection */
     unsigned slow;              /* slow consumers with a stuck write each */
     bool pipes;                 /* pipes instead of socketpairs */
+    bool idle_bytes;            /* measure the heap kept per connection */
 };
 
 struct bw_producer;
@@ -209,10 +218,11 @@ struct bw_msg *bw_handoff_take(struct bw_handoff *h);
 long long bw_interposed_writes(const struct bw_bench *b);
 
 /* Prints the result line.  writes: the write system calls (or
- * submissions) made during the timed section, -1 if unknown.  Returns
- * the exit status: 0, or 1 if a write failed, a byte was missing or
- * wrong, or the stuck writes' handlers did not each run once with
- * ECANCELED. */
+ * submissions) made during the timed section, -1 if unknown.  With
+ * --idle-bytes, call it once the library is idle and before it is torn
+ * down.  Returns the exit status: 0, or 1 if a write failed, a byte was
+ * missing or wrong, or the stuck writes' handlers did not each run once
+ * with ECANCELED. */
 int bw_report(struct bw_bench *b, long long writes);
 
 /* Prints "NAME skipped WHY" and returns BW_EXIT_SKIP. */
@@ -226,6 +236,10 @@ bool bench_counting_available(void);
 uint64_t bench_malloc_count(void);
 uint64_t bench_write_count(void);
 void bench_watch_fd(int fd);
+/* Live heap bytes (malloc_usable_size of every block allocated and not
+ * freed since bench_track_live_bytes() was called), over all threads. */
+void bench_track_live_bytes(void);
+int64_t bench_live_bytes(void);
 
 #ifdef __cplusplus
 }
