@@ -12,10 +12,19 @@
 #    messages; ioctx, Asio, libuv, io_uring and raw blocking writev.
 #    Then light load: 1 connection, 1 producer, 1 message in flight, where
 #    the figure that counts is the latency (p99 ratio column).
+#    Then 4,096 busy connections (64 B messages).
+#    Then slow consumers (--slow K, K = 0, 2,000, 8,000): beside the 64 B
+#    flood, K connections with 4 KiB buffers whose readers never read,
+#    each with a 256 KiB write stuck in it; the healthy traffic's
+#    throughput, ioctx's over each peer's and each program's over its own
+#    at K = 0, and the time to close the K stuck connections (ioctx,
+#    Asio, libuv; raw and io_uring sit out).
+#    Then heap bytes kept per idle connection after bursts of 64 writes
+#    on each of 8,000 connections (ioctx, Asio, libuv).
 # 2. Posting handlers through strands, ioctx against Asio.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--pipes] [--workers W]
-#     --quick    1 run each, a tenth of the messages: a fast check
+#     --quick    1 run each, a tenth of the messages, K and connections: a fast check
 #     --runs N   runs of each program per scenario (default 5)
 #     --pipes    pipes instead of socketpairs in the write benchmark
 #     --workers  ioctx's worker threads (default 1)
@@ -25,7 +34,7 @@ IOCTX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$IOCTX_ROOT/scripts/lib.sh"
 
 usage() {
-    sed -n '15,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '/^#   scripts\/bench.sh \[/,/^#     --workers/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 }
 
 runs=""
@@ -48,8 +57,11 @@ fi
 
 ensure_packages "${IOCTX_BUILD_PACKAGES[@]}" g++ libasio-dev libuv1-dev liburing-dev \
     || echo "warning: could not install every peer; the missing ones are skipped" >&2
-build_config bench "" -DCMAKE_BUILD_TYPE=Release -DIOCTX_BUILD_TESTS=OFF
-bin="$IOCTX_ROOT/build/bench/test/bench"
+# IOCTX_BENCH_BUILD: the build directory's name under build/ (default
+# bench), for a second checkout or user that must not share it.
+build_name=${IOCTX_BENCH_BUILD:-bench}
+build_config "$build_name" "" -DCMAKE_BUILD_TYPE=Release -DIOCTX_BUILD_TESTS=OFF
+bin="$IOCTX_ROOT/build/$build_name/test/bench"
 failures=0
 
 # ------------------------------------------------------------------
@@ -67,12 +79,24 @@ write_impls=(
 # size:messages per producer (~0.5-2 s a run on 2 cores)
 scenarios=(64:125000 4096:50000 1048576:250)
 light_messages=20000
+many_connections=4096
+many_messages=125000
+slow_counts=(0 2000 8000)
+slow_messages=250000
+idle_connections=8000
 if [ "$quick" -eq 1 ]; then
     scenarios=(64:12500 4096:5000 1048576:25)
     light_messages=2000
+    many_connections=512
+    many_messages=12500
+    slow_counts=(0 200 800)
+    slow_messages=25000
+    idle_connections=800
 fi
+idle_burst=64
 flood=(--connections 64 --producers 4 --run-threads 2 --workers "$workers" "${pipes[@]}")
 light=(--connections 1 --producers 1 --window 1 --run-threads 2 --workers "$workers" "${pipes[@]}")
+many=(--connections "$many_connections" --producers 4 --run-threads 2 --workers "$workers" "${pipes[@]}")
 
 names=()
 programs=()
@@ -132,43 +156,172 @@ table() {
         }' "$file"
 }
 
+# A run that takes longer than this has hung (a lost handler keeps a run
+# thread waiting): it is killed and counted as failed.
+run_timeout=300
+
+# run_programs RESULTS ARGS... : runs once each program k whose live[k] is
+# 1 (an array the caller declares), with ARGS, appending their result
+# lines to RESULTS; a program that skips is said so and dropped from live.
+run_programs() {
+    local results=$1 errors k out rc
+    shift
+    errors=$(mktemp)
+    for ((k = 0; k < ${#names[@]}; k++)); do
+        [ "${live[k]}" -eq 1 ] || continue
+        rc=0
+        out=$(timeout "$run_timeout" "$bin/${programs[k]}" "$@" 2>"$errors") || rc=$?
+        if [ "$rc" -eq 77 ] || [[ "$out" == *" skipped "* ]]; then
+            echo "    ${names[k]}: skipped: ${out#* skipped }"
+            live[k]=0
+        elif [ "$rc" -eq 124 ]; then
+            echo "    ${names[k]}: FAILED: no result after ${run_timeout} s (hung?): $*"
+            failures=$((failures + 1))
+        elif [ "$rc" -ne 0 ]; then
+            echo "    ${names[k]}: FAILED (exit $rc): $(tail -n 3 "$errors" | tr '\n' ' ')"
+            failures=$((failures + 1))
+        else
+            echo "$out" >>"$results"
+        fi
+    done
+    rm -f "$errors"
+}
+
+# only NAME... : sets live to run just the named programs.
+only() {
+    local k want
+    live=()
+    for ((k = 0; k < ${#names[@]}; k++)); do
+        live+=(0)
+        for want in "$@"; do
+            [ "${names[k]}" = "$want" ] && live[k]=1
+        done
+    done
+    return 0
+}
+
 # write_scenario TITLE ARGS... : runs every program with ARGS, interleaved,
 # and prints the table.
 write_scenario() {
-    local title=$1 results errors i k out rc live=()
+    local title=$1 results i
     shift
-    local args=("$@")
     results=$(mktemp)
-    errors=$(mktemp)
-    for ((k = 0; k < ${#names[@]}; k++)); do live+=(1); done
+    only "${names[@]}"
     echo
-    echo "==> write, $title: median of $runs runs; ${args[*]}"
+    echo "==> write, $title: median of $runs runs; $*"
     for ((i = 1; i <= runs; i++)); do
-        for ((k = 0; k < ${#names[@]}; k++)); do
-            [ "${live[k]}" -eq 1 ] || continue
-            rc=0
-            out=$("$bin/${programs[k]}" "${args[@]}" 2>"$errors") || rc=$?
-            if [ "$rc" -eq 77 ] || [[ "$out" == *" skipped "* ]]; then
-                echo "    ${names[k]}: skipped: ${out#* skipped }"
-                live[k]=0
-            elif [ "$rc" -ne 0 ]; then
-                echo "    ${names[k]}: run $i FAILED (exit $rc): $(tail -n 3 "$errors" | tr '\n' ' ')"
-                failures=$((failures + 1))
-            else
-                echo "$out" >>"$results"
-            fi
-        done
+        run_programs "$results" "$@"
     done
     table "$results" "${names[@]}"
-    rm -f "$results" "$errors"
+    rm -f "$results"
+}
+
+# slow_table RESULTS NAMES... : per K (field 10) and program, the medians
+# of msgs/s, CPU s, p99 and close time (field 11, in us), ioctx's msgs/s
+# over each peer's at the same K, and each program's over its own at K = 0.
+slow_table() {
+    local file=$1
+    shift
+    awk -v order="$*" '
+        function median(key, col,    n, i, j, v, t) {
+            n = 0
+            for (i = 1; i <= count[key]; i++)
+                if (val[key, i, col] != "na")
+                    v[++n] = val[key, i, col] + 0
+            if (n == 0)
+                return "na"
+            for (i = 2; i <= n; i++)
+                for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
+                    t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
+                }
+            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        function cell(width, prec, x) {
+            return x == "na" ? sprintf("%" width "s", "n/a") : sprintf("%" width "." prec "f", x)
+        }
+        function ratio(a, b) {
+            return (a == "na" || b == "na" || b == 0) ? "" : sprintf("%.2f", a / b)
+        }
+        {
+            key = $1 SUBSEP $10
+            c = ++count[key]
+            for (k = 2; k <= 11; k++)
+                val[key, c, k] = $k
+            if (!(($10 + 0) in seen)) {
+                seen[$10 + 0] = 1
+                ks[++nk] = $10 + 0
+            }
+        }
+        END {
+            for (i = 2; i <= nk; i++)
+                for (j = i; j > 1 && ks[j - 1] > ks[j]; j--) {
+                    t = ks[j]; ks[j] = ks[j - 1]; ks[j - 1] = t
+                }
+            printf "    %6s %-6s %11s %7s %10s %11s %10s %12s %11s %9s\n", "K", "", "msgs/s", "CPU s", "p99 us",
+                   "peak RSS kB", "close ms", "close us/fd", "ioctx/peer", "vs K=0"
+            n = split(order, names, " ")
+            for (a = 1; a <= nk; a++) {
+                k = ks[a]
+                base = ((("ioctx", k) in count)) ? median("ioctx" SUBSEP k, 2) : "na"
+                for (i = 1; i <= n; i++) {
+                    name = names[i]
+                    key = name SUBSEP k
+                    if (!(key in count))
+                        continue
+                    m = median(key, 2)
+                    m0 = ((name, 0) in count) ? median(name SUBSEP 0, 2) : "na"
+                    close_us = median(key, 11)
+                    per_fd = (close_us == "na" || k == 0) ? "na" : close_us / k
+                    printf "    %6d %-6s %s %s %s %s %s %s %11s %9s\n", k, name, cell(11, 0, m),
+                           cell(7, 2, median(key, 4)), cell(10, 1, median(key, 7)), cell(11, 0, median(key, 9)),
+                           cell(10, 2, close_us == "na" ? "na" : close_us / 1000), cell(12, 2, per_fd),
+                           name == "ioctx" ? "" : ratio(base, m), k == 0 ? "" : ratio(m, m0)
+                }
+            }
+        }' "$file"
+}
+
+# idle_table RESULTS NAMES... : the median bytes per connection (field
+# 12) of each program, and ioctx's over each peer's.
+idle_table() {
+    local file=$1
+    shift
+    awk -v order="$*" '
+        function median(name,    n, i, j, v, t) {
+            n = 0
+            for (i = 1; i <= count[name]; i++)
+                if (val[name, i] != "na")
+                    v[++n] = val[name, i] + 0
+            if (n == 0)
+                return "na"
+            for (i = 2; i <= n; i++)
+                for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
+                    t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
+                }
+            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        { val[$1, ++count[$1]] = $12 }
+        END {
+            printf "    %-6s %12s %11s\n", "", "bytes/conn", "ioctx/peer"
+            n = split(order, names, " ")
+            base = count["ioctx"] ? median("ioctx") : "na"
+            for (i = 1; i <= n; i++) {
+                name = names[i]
+                if (!count[name])
+                    continue
+                m = median(name)
+                r = (name == "ioctx" || base == "na" || m == "na" || m == 0) ? "" : sprintf("%.2f", base / m)
+                printf "    %-6s %12s %11s\n", name, m == "na" ? "n/a" : sprintf("%.0f", m), r
+            }
+        }' "$file"
 }
 
 echo
 echo "==> write benchmark: ${#names[@]} programs, interleaved; columns are medians"
 echo "    msgs/s, MB/s: messages (bytes) written and verified by the readers, over the wall time"
 echo "    CPU s: getrusage user+sys of the whole process (readers included) during the run"
-echo "    writes/msg: ioctx stats.writev_calls; asio, uv: write/writev/sendmsg calls on the"
-echo "      connections (interposer); uring: writev SQEs; raw: its own writev calls"
+echo "    writes/msg: ioctx, asio, uv: write/writev/sendmsg calls on the connections (interposer;"
+echo "      ioctx: stats.writev_calls where there is none); uring: writev SQEs; raw: its own writev calls"
 echo "    p50/p99 us: submit to completion handler (raw: before the lock to after the writev)"
 echo "    mallocs/op: malloc/calloc/realloc/aligned calls (interposer) during the run, per message"
 echo "    peak RSS kB: getrusage ru_maxrss; ioctx/peer: ioctx's msgs/s over the peer's"
@@ -180,6 +333,49 @@ for scenario in "${scenarios[@]}"; do
 done
 write_scenario "light load: 64 B messages one at a time, $light_messages a run" \
     "${light[@]}" --size 64 --messages "$light_messages"
+write_scenario "$many_connections busy connections, 64 B messages, $((4 * many_messages)) a run" \
+    "${many[@]}" --size 64 --messages "$many_messages"
+
+# Slow consumers: every K in one results file, runs interleaved over K
+# and programs, so that noise hits each K alike.  raw and io_uring sit
+# out --slow: one short run each only prints why.
+results=$(mktemp)
+echo
+echo "==> write with K slow consumers (K = ${slow_counts[*]}): median of $runs runs;" \
+    "${flood[*]} --size 64 --messages $slow_messages --slow K"
+echo "    beside the 64 B flood, K connections with 4 KiB buffers, never read, a 256 KiB write"
+echo "    stuck in each; msgs/s, CPU s, p99 us: the healthy traffic (CPU: the whole process);"
+echo "    close ms: closing the K stuck connections, the library's way, run threads stopped"
+echo "    (handlers not included; each must then run once, with ECANCELED); vs K=0: the"
+echo "    program's msgs/s over its own with no slow consumer"
+only raw uring
+run_programs /dev/null "${flood[@]}" --messages 1 --slow 1
+only ioctx asio uv
+for ((i = 1; i <= runs; i++)); do
+    for k in "${slow_counts[@]}"; do
+        run_programs "$results" "${flood[@]}" --size 64 --messages "$slow_messages" --slow "$k"
+    done
+done
+slow_table "$results" "${names[@]}"
+rm -f "$results"
+
+# Heap kept per idle connection after a burst.
+results=$(mktemp)
+only ioctx asio uv
+echo
+echo "==> heap per idle connection: median of $runs runs; $idle_connections connections, bursts of" \
+    "$idle_burst writes of 64 B"
+echo "    queued on one connection after the other; once every handler has run and the readers have"
+echo "    drained all: live heap bytes (all threads) less those before the context and the library's"
+echo "    per-connection objects were made, over $idle_connections (ioctx: descriptor with its private"
+echo "    strand; asio: stream_descriptor, strand, write deque; uv: uv_pipe_t, and one uv_write_t per"
+echo "    message slot); ioctx/peer below 1: ioctx keeps less"
+for ((i = 1; i <= runs; i++)); do
+    run_programs "$results" --connections "$idle_connections" --producers 1 --size 64 \
+        --burst "$idle_burst" --messages $((idle_connections * idle_burst)) --idle-bytes "${pipes[@]}"
+done
+idle_table "$results" "${names[@]}"
+rm -f "$results"
 
 # ------------------------------------------------------------------
 # 2. Posting through strands, ioctx against Asio
