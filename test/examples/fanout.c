@@ -75,8 +75,11 @@
 #define FLOW_RECHECK_NS   10000000L
 /* Publishers wait while a subscriber holds more than cap / this... */
 #define FLOW_WINDOW_DIV   4
-/* ...unless it has taken nothing for this long: then it counts as stalled. */
-#define STALL_NS          50000000u
+/* ...unless it has taken nothing for this long (--stall): then it counts
+ * as stalled.  On a loaded machine a healthy subscriber's reader may not
+ * run for that long, and is then taken for a stalled one: the ctest run
+ * gives it more. */
+#define STALL_MS_DEFAULT  50u
 
 struct options {
     unsigned subscribers;
@@ -88,6 +91,7 @@ struct options {
     size_t sizes[MAX_SIZES];      /* payload sizes, picked at random */
     unsigned nsizes;
     size_t cap;
+    uint64_t stall_ns;
     bool slow;
     bool disconnect;
     bool progress;
@@ -683,7 +687,7 @@ static void publish_one(struct fanout *f, struct publisher *p, struct message *m
 
 /*
  * Whether s should hold publisher p back: live, more than the window
- * queued, and still taking data.  One that has taken nothing for STALL_NS
+ * queued, and still taking data.  One that has taken nothing for stall_ns
  * while p waited is marked stalled, for every publisher, until it takes
  * something again.  Drops s if it is past the cap.
  */
@@ -708,7 +712,7 @@ static bool holds_back(struct fanout *f, struct publisher *p, unsigned i, uint64
         p->seen_since[i] = now;
     }
     p->seen_queued[i] = queued;
-    if (now - p->seen_since[i] >= STALL_NS) {
+    if (now - p->seen_since[i] >= f->o->stall_ns) {
         atomic_store(&s->stalled_at, writes);
         return false;
     }
@@ -720,7 +724,7 @@ static bool holds_back(struct fanout *f, struct publisher *p, unsigned i, uint64
  * message they wait while any subscriber that is still taking data holds
  * more than the window (a quarter of the cap): healthy subscribers then
  * never get near the cap.  A subscriber that stops reading takes nothing
- * while they wait; after STALL_NS it no longer holds them back, its
+ * while they wait; after --stall it no longer holds them back, its
  * backlog grows with every message, and it is dropped at the cap.  (A
  * rule on queue sizes alone cannot tell it from a healthy one that is
  * merely last.)  Handlers wake the waiters; the timed wait also catches
@@ -1031,8 +1035,10 @@ static void usage(FILE *out, const char *prog)
             "                    (default 64,256,1K,4K,16K)\n"
             "  --cap BYTES       drop a subscriber whose backlog passes BYTES;\n"
             "                    publishers wait while one holds over BYTES/4\n"
-            "                    (unless it took nothing for 50 ms);\n"
+            "                    (unless it took nothing for --stall);\n"
             "                    K/M/G suffixes (default 8M)\n"
+            "  --stall MS        a subscriber that took nothing for MS ms while\n"
+            "                    publishers waited counts as stalled (default %u)\n"
             "  --slow            subscriber 0 stops reading after 64 KiB (default)\n"
             "  --no-slow         no slow subscriber\n"
             "  --disconnect      the next subscriber hangs up after %d messages (default)\n"
@@ -1041,7 +1047,7 @@ static void usage(FILE *out, const char *prog)
             "                    when stderr is a terminal)\n"
             "  --seed N          seed of the sizes and payloads (default 1)\n"
             "  --help            this text\n",
-            prog, DISCONNECT_AFTER);
+            prog, STALL_MS_DEFAULT, DISCONNECT_AFTER);
 }
 
 static int parse_count(const char *text, unsigned long max, unsigned long *out)
@@ -1136,7 +1142,7 @@ static size_t max_wire_of(const struct options *o)
 enum {
     OPT_SUBSCRIBERS = 256, OPT_PUBLISHERS, OPT_RUN_THREADS, OPT_WORKERS, OPT_DURATION,
     OPT_MESSAGES, OPT_SIZES, OPT_CAP, OPT_SLOW, OPT_NO_SLOW, OPT_DISCONNECT,
-    OPT_NO_DISCONNECT, OPT_PROGRESS, OPT_SEED, OPT_HELP,
+    OPT_NO_DISCONNECT, OPT_PROGRESS, OPT_SEED, OPT_STALL, OPT_HELP,
 };
 
 static int bad_value(const char *prog, const char *opt, const char *value)
@@ -1163,6 +1169,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         { "no-disconnect", no_argument, NULL, OPT_NO_DISCONNECT },
         { "progress", no_argument, NULL, OPT_PROGRESS },
         { "seed", required_argument, NULL, OPT_SEED },
+        { "stall", required_argument, NULL, OPT_STALL },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -1174,7 +1181,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     *o = (struct options){
         .subscribers = 32, .publishers = 4, .run_threads = 2, .workers = 2,
         .duration = 9.5, .sizes = { 64, 256, 1024, 4096, 16384 }, .nsizes = 5,
-        .cap = (size_t)8 << 20, .slow = true, .disconnect = true, .seed = 1,
+        .cap = (size_t)8 << 20, .stall_ns = STALL_MS_DEFAULT * 1000000ull, .slow = true,
+        .disconnect = true, .seed = 1,
     };
     o->progress = isatty(STDERR_FILENO) == 1;
     while ((c = getopt_long(argc, argv, "", longopts, &index)) != -1) {
@@ -1214,6 +1222,11 @@ static int parse_options(int argc, char **argv, struct options *o)
             if (parse_bytes(optarg, (unsigned long long)SIZE_MAX / 2, &b) != 0 || b == 0)
                 return bad_value(prog, name, optarg);
             o->cap = (size_t)b;
+            break;
+        case OPT_STALL:
+            if (parse_count(optarg, 60000ul, &v) != 0)
+                return bad_value(prog, name, optarg);
+            o->stall_ns = (uint64_t)v * 1000000u;
             break;
         case OPT_SEED:
             if (parse_bytes(optarg, UINT64_MAX, &b) != 0)
