@@ -215,7 +215,7 @@ int io_context_create(io_context **out, const io_context_options *opts)
     err = io__op_cache_init(&ctx->op_cache);
     if (err != 0)
         goto out_destroy_cond;
-    err = io__workers_start(&ctx->workers, ctx->worker_threads);
+    err = io__workers_start(&ctx->workers, ctx->worker_threads, io__context_flush_pushes);
     if (err != 0)
         goto out_free_op_cache;
     *out = ctx;
@@ -390,8 +390,49 @@ void io__context_forget(io_context *ctx, struct io_member *m)
     pthread_mutex_unlock(&ctx->lock);
 }
 
+/*
+ * Tasks a worker made ready during its last turns, not yet on ctx->ready:
+ * a worker writing many descriptors in a row pushes their strands in one
+ * step (one lock, at most one wake-up per idle run thread) instead of one
+ * lock and often one futex wake-up per turn.  Only the worker's thread
+ * touches it.
+ */
+static _Thread_local struct {
+    io_context *ctx;            /* non-NULL: this thread defers, for ctx */
+    struct io_task_queue tasks;
+    size_t count;
+} deferred;
+
+void io__context_defer_pushes(io_context *ctx)
+{
+    if (deferred.ctx != ctx) {
+        io__context_flush_pushes();
+        deferred.ctx = ctx;
+    }
+}
+
+void io__context_flush_pushes(void)
+{
+    io_context *ctx = deferred.ctx;
+    size_t wakeups;
+
+    if (ctx == NULL || deferred.count == 0)
+        return;
+    pthread_mutex_lock(&ctx->lock);
+    io_task_queue_splice(&ctx->ready, &deferred.tasks);
+    for (wakeups = deferred.count; wakeups > 0 && ctx->idle_runners > 0; wakeups--)
+        pthread_cond_signal(&ctx->ready_cond);
+    pthread_mutex_unlock(&ctx->lock);
+    deferred.count = 0;
+}
+
 void io__context_push_ready(io_context *ctx, struct io_task *t)
 {
+    if (deferred.ctx == ctx) {
+        io_task_queue_push(&deferred.tasks, t);
+        deferred.count++;
+        return;
+    }
     pthread_mutex_lock(&ctx->lock);
     push_ready_locked(ctx, t);
     pthread_mutex_unlock(&ctx->lock);

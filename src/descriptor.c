@@ -431,6 +431,9 @@ static void turn(struct io_watch *w, struct iovec *scratch)
     enum io_turn_end end;
     int err;
 
+    /* What this turn finishes goes to the run threads with the next ones'
+     * (the worker flushes before it waits). */
+    io__context_defer_pushes(io__descriptor_ctx(d));
     pthread_mutex_lock(&d->lock);
     end = io__write_turn_locked(d, scratch);
     if (end == IO_TURN_DETACH) {

@@ -141,11 +141,14 @@ struct io_workers {
     bool polling;                   /* lock: a worker is inside the poller's wait */
     bool stopping;                  /* lock */
     struct io_spin_slot spin;       /* lock, except spin.pushes (spin.h) */
+    /* Set at start: what a worker's turns left for the run threads goes
+     * to them through this, before the worker waits and every few turns. */
+    void (*flush)(void);
     unsigned count;                 /* threads running; set at start */
     pthread_t *threads;
 };
 
-int io__workers_start(struct io_workers *w, unsigned count);
+int io__workers_start(struct io_workers *w, unsigned count, void (*flush)(void));
 /* Stops and joins every worker; watches they held are dropped. */
 void io__workers_stop(struct io_workers *w);
 void io__workers_free(struct io_workers *w);
@@ -303,8 +306,14 @@ void io__context_finish_work(io_context *ctx, size_t n);
 /* Adds m, of the given type, to ctx's registry, or takes it out. */
 void io__context_adopt(io_context *ctx, struct io_member *m, const struct io_member_type *type);
 void io__context_forget(io_context *ctx, struct io_member *m);
-/* Queues a task for the run threads and wakes one. */
+/* Queues a task for the run threads and wakes one; on a thread that
+ * defers its pushes, only queues it until the next flush. */
 void io__context_push_ready(io_context *ctx, struct io_task *t);
+/* The calling thread (a worker, in its turn) defers its pushes to ctx
+ * until it calls io__context_flush_pushes, which it must do before it
+ * waits for anything. */
+void io__context_defer_pushes(io_context *ctx);
+void io__context_flush_pushes(void);
 bool io__context_is_stopped(io_context *ctx);
 
 /* ------------------------------------------------------------------ */
