@@ -110,28 +110,34 @@ for entry in "${write_impls[@]}"; do
     fi
 done
 
+# The awk functions every table uses: median(key, col) of the values
+# val[key, 1..count[key], col] that are not "na" ("na" if none), and
+# cell(width, prec, x), a number or "n/a" printed in width.
+AWK_STATS='
+    function median(key, col,    n, i, j, v, t) {
+        n = 0
+        for (i = 1; i <= count[key]; i++)
+            if (val[key, i, col] != "na")
+                v[++n] = val[key, i, col] + 0
+        if (n == 0)
+            return "na"
+        for (i = 2; i <= n; i++)
+            for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
+                t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
+            }
+        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    function cell(width, prec, x) {
+        return x == "na" ? sprintf("%" width "s", "n/a") : sprintf("%" width "." prec "f", x)
+    }
+'
+
 # table RESULTS_FILE NAMES... : medians per program and column, and
 # ioctx's messages/s over each peer's.
 table() {
     local file=$1
     shift
-    awk -v order="$*" '
-        function median(name, col,    n, i, j, v, t) {
-            n = 0
-            for (i = 1; i <= count[name]; i++)
-                if (val[name, i, col] != "na")
-                    v[++n] = val[name, i, col] + 0
-            if (n == 0)
-                return "na"
-            for (i = 2; i <= n; i++)
-                for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
-                    t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
-                }
-            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        }
-        function cell(width, prec, x) {
-            return x == "na" ? sprintf("%" width "s", "n/a") : sprintf("%" width "." prec "f", x)
-        }
+    awk -v order="$*" "$AWK_STATS"'
         { c = ++count[$1]; for (k = 2; k <= 9; k++) val[$1, c, k] = $k }
         END {
             printf "    %-6s %11s %9s %7s %10s %9s %10s %10s %11s %11s %10s\n", "", "msgs/s", "MB/s", "CPU s",
@@ -222,23 +228,7 @@ write_scenario() {
 slow_table() {
     local file=$1
     shift
-    awk -v order="$*" '
-        function median(key, col,    n, i, j, v, t) {
-            n = 0
-            for (i = 1; i <= count[key]; i++)
-                if (val[key, i, col] != "na")
-                    v[++n] = val[key, i, col] + 0
-            if (n == 0)
-                return "na"
-            for (i = 2; i <= n; i++)
-                for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
-                    t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
-                }
-            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        }
-        function cell(width, prec, x) {
-            return x == "na" ? sprintf("%" width "s", "n/a") : sprintf("%" width "." prec "f", x)
-        }
+    awk -v order="$*" "$AWK_STATS"'
         function ratio(a, b) {
             return (a == "na" || b == "na" || b == 0) ? "" : sprintf("%.2f", a / b)
         }
@@ -286,30 +276,17 @@ slow_table() {
 idle_table() {
     local file=$1
     shift
-    awk -v order="$*" '
-        function median(name,    n, i, j, v, t) {
-            n = 0
-            for (i = 1; i <= count[name]; i++)
-                if (val[name, i] != "na")
-                    v[++n] = val[name, i] + 0
-            if (n == 0)
-                return "na"
-            for (i = 2; i <= n; i++)
-                for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
-                    t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
-                }
-            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        }
-        { val[$1, ++count[$1]] = $12 }
+    awk -v order="$*" "$AWK_STATS"'
+        { c = ++count[$1]; val[$1, c, 12] = $12 }
         END {
             printf "    %-6s %12s %11s\n", "", "bytes/conn", "ioctx/peer"
             n = split(order, names, " ")
-            base = count["ioctx"] ? median("ioctx") : "na"
+            base = count["ioctx"] ? median("ioctx", 12) : "na"
             for (i = 1; i <= n; i++) {
                 name = names[i]
                 if (!count[name])
                     continue
-                m = median(name)
+                m = median(name, 12)
                 r = (name == "ioctx" || base == "na" || m == "na" || m == 0) ? "" : sprintf("%.2f", base / m)
                 printf "    %-6s %12s %11s\n", name, m == "na" ? "n/a" : sprintf("%.0f", m), r
             }

@@ -72,6 +72,17 @@ static void read_and_drop(int fd, size_t n)
     }
 }
 
+/* Reads len bytes from a blocking fd: they must be want's. */
+static void read_and_check(int fd, const unsigned char *want, size_t len)
+{
+    unsigned char *got = malloc(len);
+
+    ck_assert_ptr_nonnull(got);
+    tu_read_exactly(fd, got, len);
+    ck_assert(memcmp(got, want, len) == 0);
+    free(got);
+}
+
 /*
  * Thousands of descriptors wait for POLLOUT while healthy pipes carry
  * hundreds of writes each.  Then half of the stuck readers drain (their
@@ -115,13 +126,8 @@ START_TEST(parked_descriptors_do_not_hold_up_healthy_ones)
     }
     /* 32,000 bytes a pipe: they fit, so no reader is needed to finish. */
     for (int k = 0; k < HEALTHY; k++) {
-        unsigned char *got = malloc(HEALTHY_WRITES * 64);
-
-        ck_assert_ptr_nonnull(got);
-        tu_read_exactly(pipes[k][0], got, HEALTHY_WRITES * 64);
         for (int i = 0; i < HEALTHY_WRITES; i++)
-            ck_assert(memcmp(got + (size_t)i * 64, data + i, 64) == 0);
-        free(got);
+            read_and_check(pipes[k][0], data + i, 64);
     }
 
     for (int i = 0; i < n; i += 2)
@@ -199,14 +205,8 @@ START_TEST(a_closed_fd_is_never_watched_again_while_a_dup_keeps_it_open)
     /* The new descriptor parks and wakes up in the same poller. */
     ck_assert_int_eq(tu_write_all(reused, data, STUCK_LEN, &r[1]), 0);
     ck_assert_int_eq(tu_write_all(reused, "end", 3, &r[2]), 0);
-    {
-        unsigned char *got = malloc(STUCK_LEN + 3);
-
-        ck_assert_ptr_nonnull(got);
-        tu_read_exactly(fresh[1], got, STUCK_LEN + 3);
-        ck_assert(memcmp(got, data, STUCK_LEN) == 0 && memcmp(got + STUCK_LEN, "end", 3) == 0);
-        free(got);
-    }
+    read_and_check(fresh[1], data, STUCK_LEN);
+    read_and_check(fresh[1], (const unsigned char *)"end", 3);
     io_context_restart(ctx);
     ck_assert_uint_eq(io_context_run(ctx), 2);
     tu_assert_result(&r[1], 0, STUCK_LEN);
@@ -253,14 +253,7 @@ START_TEST(a_refused_registration_ends_the_waiting_writes_with_its_error)
     ck_assert_int_eq(fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) & ~O_NONBLOCK), 0);
     io_context_restart(ctx);
     ck_assert_int_eq(tu_write_all(d, data, STUCK_LEN, &r[2]), 0);
-    {
-        unsigned char *got = malloc(STUCK_LEN);
-
-        ck_assert_ptr_nonnull(got);
-        tu_read_exactly(sv[1], got, STUCK_LEN);
-        ck_assert(memcmp(got, data, STUCK_LEN) == 0);
-        free(got);
-    }
+    read_and_check(sv[1], data, STUCK_LEN);
     ck_assert_uint_eq(io_context_run(ctx), 1);
     tu_assert_result(&r[2], 0, STUCK_LEN);
     io_descriptor_destroy(d);
