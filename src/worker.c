@@ -27,8 +27,8 @@
  * strands its turns schedule are pushed onto the context's ready queue
  * together (w->flush), every IO_TURNS_BETWEEN_FLUSHES turns and before it
  * spins, polls or sleeps.  With thousands of connections nearly every turn
- * schedules another strand, and one lock and one wake-up per turn cost
- * more than the write (4,096 connections: 1.28x the messages a second).
+ * schedules another strand, and a lock and a wake-up per turn add up
+ * (4,096 connections: 6% more messages a second on 4% less CPU).
  *
  * A watch is in at most one place (the ready queue, the poller, or one
  * worker's turn) and only while its owner has handed it to the workers.
