@@ -164,6 +164,33 @@ START_TEST(parked_descriptors_do_not_hold_up_healthy_ones)
 }
 END_TEST
 
+/* A context, a small socket pair with a descriptor on sv[0], and data
+ * longer than the pair holds. */
+struct stuck {
+    io_context *ctx;
+    unsigned char *data;
+    io_descriptor *d;
+    int sv[2];
+    struct tu_result r[3];
+};
+
+static void stuck_open(struct stuck *st, uint64_t key)
+{
+    st->ctx = tu_new_context(1);
+    st->data = tu_new_pattern(STUCK_LEN, key);
+    tu_results_init(st->r, 3);
+    tu_small_socketpair(st->sv);
+}
+
+/* Destroys the context (and the descriptors the test left), closes the
+ * reader's end. */
+static void stuck_close(struct stuck *st)
+{
+    io_context_destroy(st->ctx);
+    close(st->sv[1]);
+    free(st->data);
+}
+
 /*
  * An epoll registration outlives close() while another fd shares the
  * open file.  A descriptor that waited for POLLOUT is closed while a dup
@@ -173,23 +200,20 @@ END_TEST
  */
 START_TEST(a_closed_fd_is_never_watched_again_while_a_dup_keeps_it_open)
 {
-    io_context *ctx = tu_new_context(1);
-    unsigned char *data = tu_new_pattern(STUCK_LEN, 9);
-    struct tu_result r[3];
-    io_descriptor *d, *reused;
-    int sv[2], fresh[2], dup_fd, number;
+    struct stuck st;
+    io_descriptor *reused;
+    int fresh[2], dup_fd, number;
 
-    tu_results_init(r, 3);
-    tu_small_socketpair(sv);
-    dup_fd = dup(sv[0]);
+    stuck_open(&st, 9);
+    dup_fd = dup(st.sv[0]);
     ck_assert_int_ge(dup_fd, 0);
-    ck_assert_int_eq(io_descriptor_create(ctx, sv[0], NULL, &d), 0);
-    ck_assert_int_eq(tu_write_all(d, data, STUCK_LEN, &r[0]), 0);
-    tu_wait_unwritable(sv[0]);
-    number = sv[0];
-    io_descriptor_destroy(d);
-    ck_assert_uint_eq(io_context_run(ctx), 1);
-    ck_assert_int_eq(tu_result_error(&r[0]), ECANCELED);
+    ck_assert_int_eq(io_descriptor_create(st.ctx, st.sv[0], NULL, &st.d), 0);
+    ck_assert_int_eq(tu_write_all(st.d, st.data, STUCK_LEN, &st.r[0]), 0);
+    tu_wait_unwritable(st.sv[0]);
+    number = st.sv[0];
+    io_descriptor_destroy(st.d);
+    ck_assert_uint_eq(io_context_run(st.ctx), 1);
+    ck_assert_int_eq(tu_result_error(&st.r[0]), ECANCELED);
 
     /* A new file takes the number at once, as another thread's open()
      * could. */
@@ -199,26 +223,24 @@ START_TEST(a_closed_fd_is_never_watched_again_while_a_dup_keeps_it_open)
         close(fresh[0]);
         fresh[0] = number;
     }
-    ck_assert_int_eq(io_descriptor_create(ctx, fresh[0], NULL, &reused), 0);
+    ck_assert_int_eq(io_descriptor_create(st.ctx, fresh[0], NULL, &reused), 0);
     /* The old file becomes writable: its reader drains what it got. */
-    tu_read_available(sv[1], NULL, 0, NULL);
+    tu_read_available(st.sv[1], NULL, 0, NULL);
     /* The new descriptor parks and wakes up in the same poller. */
-    ck_assert_int_eq(tu_write_all(reused, data, STUCK_LEN, &r[1]), 0);
-    ck_assert_int_eq(tu_write_all(reused, "end", 3, &r[2]), 0);
-    read_and_check(fresh[1], data, STUCK_LEN);
+    ck_assert_int_eq(tu_write_all(reused, st.data, STUCK_LEN, &st.r[1]), 0);
+    ck_assert_int_eq(tu_write_all(reused, "end", 3, &st.r[2]), 0);
+    read_and_check(fresh[1], st.data, STUCK_LEN);
     read_and_check(fresh[1], (const unsigned char *)"end", 3);
-    io_context_restart(ctx);
-    ck_assert_uint_eq(io_context_run(ctx), 2);
-    tu_assert_result(&r[1], 0, STUCK_LEN);
-    tu_assert_result(&r[2], 0, 3);
+    io_context_restart(st.ctx);
+    ck_assert_uint_eq(io_context_run(st.ctx), 2);
+    tu_assert_result(&st.r[1], 0, STUCK_LEN);
+    tu_assert_result(&st.r[2], 0, 3);
     /* Nothing of the new file's reached the old one. */
-    ck_assert_uint_eq(tu_read_available(sv[1], NULL, 0, NULL), 0);
+    ck_assert_uint_eq(tu_read_available(st.sv[1], NULL, 0, NULL), 0);
     io_descriptor_destroy(reused);
-    io_context_destroy(ctx);
+    stuck_close(&st);
     close(dup_fd);
-    close(sv[1]);
     close(fresh[1]);
-    free(data);
 }
 END_TEST
 
@@ -227,39 +249,32 @@ END_TEST
  * descriptor works again once the kernel agrees. */
 START_TEST(a_refused_registration_ends_the_waiting_writes_with_its_error)
 {
-    io_context *ctx = tu_new_context(1);
-    unsigned char *data = tu_new_pattern(STUCK_LEN, 11);
-    struct tu_result r[3];
-    io_descriptor *d;
+    struct stuck st;
     size_t first;
-    int sv[2];
 
-    tu_results_init(r, 3);
-    tu_small_socketpair(sv);
-    ck_assert_int_eq(io_descriptor_create(ctx, sv[0], NULL, &d), 0);
+    stuck_open(&st, 11);
+    ck_assert_int_eq(io_descriptor_create(st.ctx, st.sv[0], NULL, &st.d), 0);
     atomic_store(&refuse_errno, ENOSPC);
-    ck_assert_int_eq(tu_write_all(d, data, STUCK_LEN, &r[0]), 0);
-    ck_assert_int_eq(tu_write_all(d, data, 8, &r[1]), 0);
-    ck_assert_uint_eq(io_context_run(ctx), 2);
-    ck_assert_int_eq(tu_int(&r[0].calls), 1);
-    ck_assert_int_eq(tu_result_error(&r[0]), ENOSPC);
-    first = tu_result_bytes(&r[0]);
+    ck_assert_int_eq(tu_write_all(st.d, st.data, STUCK_LEN, &st.r[0]), 0);
+    ck_assert_int_eq(tu_write_all(st.d, st.data, 8, &st.r[1]), 0);
+    ck_assert_uint_eq(io_context_run(st.ctx), 2);
+    ck_assert_int_eq(tu_int(&st.r[0].calls), 1);
+    ck_assert_int_eq(tu_result_error(&st.r[0]), ENOSPC);
+    first = tu_result_bytes(&st.r[0]);
     ck_assert_uint_gt(first, 0);
     ck_assert_uint_lt(first, STUCK_LEN);
-    tu_assert_result(&r[1], ENOSPC, 0);
+    tu_assert_result(&st.r[1], ENOSPC, 0);
 
     atomic_store(&refuse_errno, 0);
-    ck_assert_uint_eq(tu_read_available(sv[1], NULL, 0, NULL), first);
-    ck_assert_int_eq(fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) & ~O_NONBLOCK), 0);
-    io_context_restart(ctx);
-    ck_assert_int_eq(tu_write_all(d, data, STUCK_LEN, &r[2]), 0);
-    read_and_check(sv[1], data, STUCK_LEN);
-    ck_assert_uint_eq(io_context_run(ctx), 1);
-    tu_assert_result(&r[2], 0, STUCK_LEN);
-    io_descriptor_destroy(d);
-    io_context_destroy(ctx);
-    close(sv[1]);
-    free(data);
+    ck_assert_uint_eq(tu_read_available(st.sv[1], NULL, 0, NULL), first);
+    ck_assert_int_eq(fcntl(st.sv[1], F_SETFL, fcntl(st.sv[1], F_GETFL) & ~O_NONBLOCK), 0);
+    io_context_restart(st.ctx);
+    ck_assert_int_eq(tu_write_all(st.d, st.data, STUCK_LEN, &st.r[2]), 0);
+    read_and_check(st.sv[1], st.data, STUCK_LEN);
+    ck_assert_uint_eq(io_context_run(st.ctx), 1);
+    tu_assert_result(&st.r[2], 0, STUCK_LEN);
+    io_descriptor_destroy(st.d);
+    stuck_close(&st);
 }
 END_TEST
 

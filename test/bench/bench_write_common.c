@@ -292,6 +292,23 @@ static unsigned long messages_to(const struct bw_options *o, unsigned first, uns
     return n;
 }
 
+/* A socketpair (or a pipe, with --pipes): *rd for the reader, *wr for the
+ * library.  Returns 0, or 1 after saying why. */
+static int open_connection(const struct bw_bench *b, const char *what, int *rd, int *wr)
+{
+    const struct bw_options *o = &b->o;
+    int fds[2];
+
+    if (o->pipes ? pipe(fds) : socketpair(AF_UNIX, SOCK_STREAM, 0, fds)) {
+        fprintf(stderr, "%s: %s%s: %s\n", b->name, what, o->pipes ? "pipe" : "socketpair",
+                strerror(errno));
+        return 1;
+    }
+    *rd = o->pipes ? fds[0] : fds[1];
+    *wr = o->pipes ? fds[1] : fds[0];
+    return 0;
+}
+
 static int open_connections(struct bw_bench *b)
 {
     struct bw_state *s = b->state;
@@ -299,14 +316,10 @@ static int open_connections(struct bw_bench *b)
 
     for (unsigned c = 0; c < o->connections; c++) {
         struct bw_rconn *rc = &s->rconns[c];
-        int fds[2], rd, wr;
+        int rd, wr;
 
-        if (o->pipes ? pipe(fds) : socketpair(AF_UNIX, SOCK_STREAM, 0, fds)) {
-            fprintf(stderr, "%s: %s: %s\n", b->name, o->pipes ? "pipe" : "socketpair", strerror(errno));
+        if (open_connection(b, "", &rd, &wr) != 0)
             return 1;
-        }
-        rd = o->pipes ? fds[0] : fds[1];
-        wr = o->pipes ? fds[1] : fds[0];
         b->write_fds[c] = wr;
         bench_watch_fd(wr);
         rc->fd = rd;
@@ -354,14 +367,10 @@ static int open_slow(struct bw_bench *b)
         s->slow_read_fds[k] = -1;
     for (unsigned k = 0; k < o->slow; k++) {
         unsigned c = o->connections + k;
-        int fds[2], rd, wr;
+        int rd, wr;
 
-        if (o->pipes ? pipe(fds) : socketpair(AF_UNIX, SOCK_STREAM, 0, fds)) {
-            fprintf(stderr, "%s: slow %s: %s\n", b->name, o->pipes ? "pipe" : "socketpair", strerror(errno));
+        if (open_connection(b, "slow ", &rd, &wr) != 0)
             return 1;
-        }
-        rd = o->pipes ? fds[0] : fds[1];
-        wr = o->pipes ? fds[1] : fds[0];
         b->write_fds[c] = wr;
         s->slow_read_fds[k] = rd;
         if (shrink_buffers(o->pipes, rd, wr) != 0) {
