@@ -3,14 +3,14 @@
  * object alone.
  *
  * A signal is attached to at most one pending operation at a time.  It
- * knows that operation only as a token (void *) and its owner only as a
- * struct io_cancel_target: three callbacks, so that this file calls no
+ * knows that operation and its owner only as pointers, and the owner's
+ * three callbacks (struct io_cancel_owner_ops), so that this file calls no
  * other module and any owner of operations (descriptors today) can take
  * signals.  What an emit does to the operation is the owner's business.
  *
  * Data and locking:
- *   sig->lock guards sig->op (the token of the pending operation, or NULL)
- *   and sig->target (its owner).  Both change only while the owner's own
+ *   sig->lock guards sig->at: the pending operation (at.op, or NULL), its
+ *   owner and the owner's callbacks.  Both change only while the owner's own
  *   lock is held too: attach in the initiating call, detach when the
  *   operation completes, whoever completes it.  So an owner that holds its
  *   lock and finds the signal attached to one of its operations knows the
@@ -27,8 +27,7 @@
 
 struct io_cancel_signal {
     pthread_mutex_t lock;
-    void *op;
-    struct io_cancel_target *target;
+    struct io_cancel_attachment at;
 };
 
 int io_cancel_signal_create(io_cancel_signal **out)
@@ -41,8 +40,7 @@ int io_cancel_signal_create(io_cancel_signal **out)
     sig = io__alloc(sizeof(*sig));
     if (sig == NULL)
         return ENOMEM;
-    sig->op = NULL;
-    sig->target = NULL;
+    sig->at = (struct io_cancel_attachment){ NULL, NULL, NULL };
     err = pthread_mutex_init(&sig->lock, NULL);
     if (err != 0) {
         io__free(sig);
@@ -52,29 +50,29 @@ int io_cancel_signal_create(io_cancel_signal **out)
     return 0;
 }
 
-/* Returns the signal's owner with a reference held, or NULL when nothing
- * is attached. */
-static struct io_cancel_target *pin_target(io_cancel_signal *sig)
+/* Returns what the signal is attached to, its owner pinned; at.op is
+ * NULL when nothing is attached. */
+static struct io_cancel_attachment pin_owner(io_cancel_signal *sig)
 {
-    struct io_cancel_target *target;
+    struct io_cancel_attachment at;
 
     pthread_mutex_lock(&sig->lock);
-    target = sig->target;
-    if (target != NULL)
-        target->ops->pin(target);
+    at = sig->at;
+    if (at.op != NULL)
+        at.ops->pin(at.owner);
     pthread_mutex_unlock(&sig->lock);
-    return target;
+    return at;
 }
 
 /* Passes type (0: only detach) to the owner of the attached operation. */
 static void deliver(io_cancel_signal *sig, unsigned type)
 {
-    struct io_cancel_target *target = pin_target(sig);
+    struct io_cancel_attachment at = pin_owner(sig);
 
-    if (target == NULL)
+    if (at.op == NULL)
         return;
-    target->ops->emit(target, sig, type);
-    target->ops->unpin(target);
+    at.ops->emit(at.owner, sig, type);
+    at.ops->unpin(at.owner);
 }
 
 /* A signal destroyed while attached lets its operation go on without it. */
@@ -93,17 +91,15 @@ void io_cancel_signal_emit(io_cancel_signal *sig, unsigned type)
         deliver(sig, type);
 }
 
-int io__cancel_signal_attach(io_cancel_signal *sig, struct io_cancel_target *target, void *op)
+int io__cancel_signal_attach(io_cancel_signal *sig, struct io_cancel_attachment a)
 {
     int err = 0;
 
     pthread_mutex_lock(&sig->lock);
-    if (sig->op != NULL) {
+    if (sig->at.op != NULL)
         err = EBUSY;
-    } else {
-        sig->op = op;
-        sig->target = target;
-    }
+    else
+        sig->at = a;
     pthread_mutex_unlock(&sig->lock);
     return err;
 }
@@ -113,7 +109,7 @@ bool io__cancel_signal_is_busy(io_cancel_signal *sig)
     bool busy;
 
     pthread_mutex_lock(&sig->lock);
-    busy = sig->op != NULL;
+    busy = sig->at.op != NULL;
     pthread_mutex_unlock(&sig->lock);
     return busy;
 }
@@ -121,17 +117,16 @@ bool io__cancel_signal_is_busy(io_cancel_signal *sig)
 void io__cancel_signal_detach(io_cancel_signal *sig)
 {
     pthread_mutex_lock(&sig->lock);
-    sig->op = NULL;
-    sig->target = NULL;
+    sig->at = (struct io_cancel_attachment){ NULL, NULL, NULL };
     pthread_mutex_unlock(&sig->lock);
 }
 
-void *io__cancel_signal_op(io_cancel_signal *sig, const struct io_cancel_target *target)
+void *io__cancel_signal_op(io_cancel_signal *sig, const void *owner)
 {
     void *op;
 
     pthread_mutex_lock(&sig->lock);
-    op = sig->target == target ? sig->op : NULL;
+    op = sig->at.owner == owner ? sig->at.op : NULL;
     pthread_mutex_unlock(&sig->lock);
     return op;
 }

@@ -43,7 +43,7 @@ static void own_strand_last_ref(io_strand *s);
 static void let_go_locked(io_descriptor *d);
 static void turn(struct io_watch *w, struct iovec *scratch);
 static const struct io_task_type completion_type;
-static const struct io_cancel_target_ops cancel_target_ops;
+static const struct io_cancel_owner_ops cancel_owner_ops;
 static const struct io_member_type member_type;
 
 static struct io_write_op *op_of(struct io_task *t)
@@ -82,10 +82,8 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
         .watch = { .fd = fd, .turn = turn },
         .strand = strand,
         .ops = IO_TASK_QUEUE_INIT,
-        .completed = IO_TASK_QUEUE_INIT,
         .saved_flags = flags,
         .kind = kind_of(&st, fd),
-        .cancel_target = { &cancel_target_ops },
     };
     atomic_init(&d->watch.urgent, false);
     atomic_init(&d->public_fd, fd);
@@ -220,6 +218,7 @@ static void discard_op_locked(io_descriptor *d, struct io_write_op *op)
 static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count, bool write_all,
                        io_write_handler handler, void *arg, io_cancel_signal *cancel)
 {
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
     struct io_write_op *op;
     bool schedule = false, at_once;
     int error = 0;
@@ -234,7 +233,8 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
     /* A signal still attached to a pending op refuses a second one, and
      * the refused call leaves no trace. */
     if (cancel != NULL && (at_once ? io__cancel_signal_is_busy(cancel)
-                                   : io__cancel_signal_attach(cancel, &d->cancel_target, op) != 0)) {
+                                   : io__cancel_signal_attach(cancel, (struct io_cancel_attachment){
+                                       &cancel_owner_ops, d, op }) != 0)) {
         discard_op_locked(d, op);
         return EBUSY;
     }
@@ -242,7 +242,7 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
     atomic_fetch_add_explicit(&io__descriptor_ctx(d)->stats.ops_started, 1, memory_order_relaxed);
     io__context_add_work(io__descriptor_ctx(d), 1);
     if (at_once) {
-        io__op_queue_end_at_once_locked(d, op, error);
+        io__op_queue_end_at_once_locked(d, op, error, &done);
     } else {
         op->cancel = cancel;
         io__op_queue_push_locked(d, op);
@@ -252,7 +252,7 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
             schedule = true;
         }
     }
-    io__op_queue_hand_over_locked(d);
+    io__op_queue_hand_over_locked(d, &done);
     pthread_mutex_unlock(&d->lock);
 
     if (schedule)
@@ -280,6 +280,7 @@ int io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t
 
 int io_descriptor_cancel(io_descriptor *d)
 {
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
     int err = 0;
 
     if (d == NULL)
@@ -288,8 +289,8 @@ int io_descriptor_cancel(io_descriptor *d)
     if (atomic_load(&d->public_fd) < 0)
         err = EBADF;    /* as Asio's cancel on a closed descriptor */
     else
-        io__op_queue_cancel_all_locked(d, ECANCELED);
-    io__op_queue_hand_over_locked(d);
+        io__op_queue_cancel_all_locked(d, ECANCELED, &done);
+    io__op_queue_hand_over_locked(d, &done);
     pthread_mutex_unlock(&d->lock);
     return err;
 }
@@ -306,12 +307,13 @@ int io_descriptor_cancel(io_descriptor *d)
  */
 static void detach_locked(io_descriptor *d)
 {
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
     pthread_cond_t released;
     bool reclaimed;
 
     atomic_store(&d->public_fd, -1);
-    io__op_queue_cancel_all_locked(d, ECANCELED);
-    io__op_queue_hand_over_locked(d);
+    io__op_queue_cancel_all_locked(d, ECANCELED, &done);
+    io__op_queue_hand_over_locked(d, &done);
     if (!d->scheduled)
         return;
     d->detaching = true;
@@ -415,9 +417,11 @@ static void let_go_locked(io_descriptor *d)
  * of d; a write started later tries again. */
 static void give_up(io_descriptor *d, int error)
 {
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+
     pthread_mutex_lock(&d->lock);
-    io__op_queue_cancel_all_locked(d, error);
-    io__op_queue_hand_over_locked(d);
+    io__op_queue_cancel_all_locked(d, error, &done);
+    io__op_queue_hand_over_locked(d, &done);
     let_go_locked(d);
     pthread_mutex_unlock(&d->lock);
     release_refs(d, 1);
@@ -428,6 +432,7 @@ static void give_up(io_descriptor *d, int error)
 static void turn(struct io_watch *w, struct iovec *scratch)
 {
     io_descriptor *d = io_container_of(w, io_descriptor, watch);
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
     enum io_turn_end end;
     int err;
 
@@ -435,14 +440,14 @@ static void turn(struct io_watch *w, struct iovec *scratch)
      * (the worker flushes before it waits). */
     io__context_defer_pushes(io__descriptor_ctx(d));
     pthread_mutex_lock(&d->lock);
-    end = io__write_turn_locked(d, scratch);
+    end = io__write_turn_locked(d, scratch, &done);
     if (end == IO_TURN_DETACH) {
         /* A close or release waits for this turn to end: let go, with
          * whatever the last call left cancelled. */
-        io__op_queue_cancel_all_locked(d, ECANCELED);
+        io__op_queue_cancel_all_locked(d, ECANCELED, &done);
         end = IO_TURN_IDLE;
     }
-    io__op_queue_hand_over_locked(d);
+    io__op_queue_hand_over_locked(d, &done);
     if (end == IO_TURN_IDLE)
         let_go_locked(d);
     pthread_mutex_unlock(&d->lock);
@@ -488,57 +493,54 @@ static void recycle_completions(struct io_task_queue *ended)
 
 static const struct io_task_type completion_type = { run_completion, recycle_completions };
 
-static io_descriptor *descriptor_of_target(struct io_cancel_target *t)
+static void pin(void *owner)
 {
-    return io_container_of(t, io_descriptor, cancel_target);
+    atomic_fetch_add(&((io_descriptor *)owner)->refs, 1);
 }
 
-static void pin(struct io_cancel_target *t)
+static void unpin(void *owner)
 {
-    atomic_fetch_add(&descriptor_of_target(t)->refs, 1);
+    release_refs(owner, 1);
 }
 
-static void unpin(struct io_cancel_target *t)
+static void emit(void *owner, io_cancel_signal *sig, unsigned type)
 {
-    release_refs(descriptor_of_target(t), 1);
-}
-
-static void emit(struct io_cancel_target *t, io_cancel_signal *sig, unsigned type)
-{
-    io_descriptor *d = descriptor_of_target(t);
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+    io_descriptor *d = owner;
     struct io_write_op *op;
 
     pthread_mutex_lock(&d->lock);
     /* Looked up again under d->lock: the op may have completed, and the
      * signal been reused elsewhere, since the signal pinned d. */
-    op = io__cancel_signal_op(sig, t);
+    op = io__cancel_signal_op(sig, d);
     if (op != NULL && type == 0) {
         io__cancel_signal_detach(sig);
         op->cancel = NULL;
     } else if (op != NULL) {
-        io__op_queue_emit_locked(d, op, type);
-        io__op_queue_hand_over_locked(d);
+        io__op_queue_emit_locked(d, op, type, &done);
+        io__op_queue_hand_over_locked(d, &done);
     }
     pthread_mutex_unlock(&d->lock);
 }
 
-static const struct io_cancel_target_ops cancel_target_ops = { pin, unpin, emit };
+static const struct io_cancel_owner_ops cancel_owner_ops = { pin, unpin, emit };
 
 /* Context destroy, with the workers stopped: nothing else touches d. */
 static void shut_down(struct io_member *m)
 {
     io_descriptor *d = io_container_of(m, io_descriptor, member);
+    struct io_task_queue done = IO_TASK_QUEUE_INIT;
     bool was_scheduled;
     int fd = -1;
 
     pthread_mutex_lock(&d->lock);
-    io__op_queue_cancel_all_locked(d, ECANCELED);
+    io__op_queue_cancel_all_locked(d, ECANCELED, &done);
     if (atomic_load(&d->public_fd) >= 0)
         fd = d->watch.fd;
     atomic_store(&d->public_fd, -1);
     was_scheduled = d->scheduled;
     let_go_locked(d);
-    io__op_queue_hand_over_locked(d);
+    io__op_queue_hand_over_locked(d, &done);
     pthread_mutex_unlock(&d->lock);
 
     if (fd >= 0) {

@@ -32,7 +32,7 @@
  * thread runs a strand or a finished write through its struct io_task's
  * type, context destroy shuts down and frees strands and descriptors
  * through their struct io_member's type, and a cancel signal reaches the
- * operation's owner through its struct io_cancel_target.
+ * operation's owner through the callbacks it was attached with.
  *
  * Locks: ctx->lock, ctx->workers.lock, each strand->lock, each
  * descriptor->lock and each cancel signal's lock.  Only a descriptor's
@@ -358,29 +358,30 @@ void io__strand_push_completions(io_strand *s, struct io_task_queue *done,
 /* cancel.c                                                            */
 /* ------------------------------------------------------------------ */
 
-/* The owner of operations that take cancel signals, as a signal sees it. */
-struct io_cancel_target;
-
-struct io_cancel_target_ops {
+/* What a signal knows of the owner of its operation (a descriptor). */
+struct io_cancel_owner_ops {
     /* Keep the owner alive across emit, without any lock held. */
-    void (*pin)(struct io_cancel_target *t);
-    void (*unpin)(struct io_cancel_target *t);
+    void (*pin)(void *owner);
+    void (*unpin)(void *owner);
     /* An emit of type (0: only detach sig) on the operation sig was
      * attached to, if it still is (io__cancel_signal_op, under the
      * owner's lock). */
-    void (*emit)(struct io_cancel_target *t, io_cancel_signal *sig, unsigned type);
+    void (*emit)(void *owner, io_cancel_signal *sig, unsigned type);
 };
 
-struct io_cancel_target {
-    const struct io_cancel_target_ops *ops;
+/* An operation, its owner, and how to reach the owner. */
+struct io_cancel_attachment {
+    const struct io_cancel_owner_ops *ops;
+    void *owner;
+    void *op;
 };
 
 /* attach and detach are called with the owner's lock held. */
-int io__cancel_signal_attach(io_cancel_signal *sig, struct io_cancel_target *target, void *op);
+int io__cancel_signal_attach(io_cancel_signal *sig, struct io_cancel_attachment a);
 bool io__cancel_signal_is_busy(io_cancel_signal *sig);
 void io__cancel_signal_detach(io_cancel_signal *sig);
-/* The operation sig is attached to, if its owner is target; else NULL. */
-void *io__cancel_signal_op(io_cancel_signal *sig, const struct io_cancel_target *target);
+/* The operation sig is attached to, if owner owns it; else NULL. */
+void *io__cancel_signal_op(io_cancel_signal *sig, const void *owner);
 
 /* ------------------------------------------------------------------ */
 /* the descriptor's data (its functions are in descriptor.c)           */
@@ -406,7 +407,6 @@ struct io_descriptor {
     pthread_mutex_t lock;
     pthread_cond_t *released;           /* lock: a detaching thread waits on it */
     struct io_task_queue ops;           /* lock: pending ops, in start order */
-    struct io_task_queue completed;     /* lock: DONE ops not yet on the strand */
     atomic_size_t queued_bytes;
     atomic_int public_fd;               /* watch.fd until closed or released, then -1 */
     atomic_uint refs;                   /* user + ops + scheduled + own_strand scheduled */
@@ -414,7 +414,6 @@ struct io_descriptor {
     unsigned char kind;                 /* enum io_fd_kind */
     bool scheduled;                     /* lock: the workers hold it */
     bool detaching;                     /* lock: close/release waits for the workers */
-    struct io_cancel_target cancel_target;
     struct io_member member;            /* ctx->lock: in ctx->members */
     struct io_strand own_strand;        /* the private one, when none was given */
 };
@@ -429,16 +428,18 @@ static inline io_context *io__descriptor_ctx(const io_descriptor *d)
 /* op_queue.c: a descriptor's pending ops and their state machine      */
 /* ------------------------------------------------------------------ */
 
-/* All of these are called with d->lock held.  Ops that end go to
- * d->completed; io__op_queue_hand_over_locked passes them to the strand. */
+/* All of these are called with d->lock held.  Ops that end go to the
+ * caller's done queue; io__op_queue_hand_over_locked passes them to the
+ * strand, and the caller calls it before it lets go of d->lock. */
 
 /* Queues a NEW op at the tail: it is pending from now on. */
 void io__op_queue_push_locked(io_descriptor *d, struct io_write_op *op);
 /* Ends a NEW op at once with error (0: it asked for no byte), never
  * queued; still through the strand, never inside the initiating call. */
-void io__op_queue_end_at_once_locked(io_descriptor *d, struct io_write_op *op, int error);
+void io__op_queue_end_at_once_locked(io_descriptor *d, struct io_write_op *op, int error,
+                                     struct io_task_queue *done);
 /* Ends the ops at the head that have nothing left to write. */
-void io__op_queue_end_finished_head_locked(io_descriptor *d);
+void io__op_queue_end_finished_head_locked(io_descriptor *d, struct io_task_queue *done);
 
 /* What one system call was given. */
 struct io_gathered {
@@ -461,13 +462,15 @@ struct io_call_result {
 /* The call returned: credits the written bytes to the gathered ops in
  * order, ends those that are finished or were cancelled meanwhile, and
  * fails the head op with the error, if any. */
-void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result result);
+void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result result,
+                                       struct io_task_queue *done);
 /* Ends every pending op with error; one in a call ends when it returns. */
-void io__op_queue_cancel_all_locked(io_descriptor *d, int error);
+void io__op_queue_cancel_all_locked(io_descriptor *d, int error, struct io_task_queue *done);
 /* An emit of a cancel signal of type on op, one of d's pending ops. */
-void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type);
+void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type,
+                              struct io_task_queue *done);
 /* Hands the ended ops to d's strand, in the order they ended. */
-void io__op_queue_hand_over_locked(io_descriptor *d);
+void io__op_queue_hand_over_locked(io_descriptor *d, struct io_task_queue *done);
 
 /* ------------------------------------------------------------------ */
 /* write_turn.c: a worker's turn on a descriptor                       */
@@ -481,8 +484,10 @@ enum io_turn_end {
 };
 
 /* Writes d's ops from the head until one of the ends above.  Called and
- * returns with d->lock held; drops it around each system call.  scratch
- * holds IOV_MAX entries. */
-enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch);
+ * returns with d->lock held; drops it around each system call, after
+ * handing over what ended; what ends last is left in done.  scratch holds
+ * IOV_MAX entries. */
+enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
+                                      struct io_task_queue *done);
 
 #endif /* IOCTX_INTERNAL_H */

@@ -3,9 +3,10 @@
  * and how each one ends.
  *
  * Data and locking: every function here is called with d->lock held and
- * touches d->ops (pending ops in start order), d->completed (ops that have
- * ended, not yet on the strand), d->queued_bytes, and each pending op's
- * state, progress and cancel signal.
+ * touches d->ops (pending ops in start order), d->queued_bytes, and each
+ * pending op's state, progress and cancel signal.  Ops that end go to the
+ * caller's done queue, which it hands to the strand before it lets go of
+ * d->lock.
  *
  * Every change of an op's state goes through op_step(), and every source
  * of completion is one of its inputs: the worker's system call returning
@@ -62,7 +63,8 @@ static bool cancel_wins(const struct io_write_op *op)
 
 /* Takes op out of d->ops (unless it was never queued) and records its
  * result.  prev is the op before it, NULL at the head. */
-static void end(io_descriptor *d, struct io_task *prev, struct io_write_op *op, int error)
+static void end(io_descriptor *d, struct io_task *prev, struct io_write_op *op, int error,
+                struct io_task_queue *done)
 {
     struct io_task *t = &op->task;
 
@@ -83,16 +85,16 @@ static void end(io_descriptor *d, struct io_task *prev, struct io_write_op *op, 
         io__cancel_signal_detach(op->cancel);
         op->cancel = NULL;
     }
-    io_task_queue_push(&d->completed, t);
+    io_task_queue_push(done, t);
 }
 
 /* Ends op with the cancel's error now or, when it is in a system call,
  * marks it to end with that error when the call returns. */
 static bool cancel(io_descriptor *d, struct io_task *prev, struct io_write_op *op,
-                   struct op_input in)
+                   struct op_input in, struct io_task_queue *done)
 {
     if (!is_in_call(op)) {
-        end(d, prev, op, in.error);
+        end(d, prev, op, in.error, done);
         return true;
     }
     op->state = in.event == OP_CANCEL ? IO_OP_IN_CALL_CANCEL : IO_OP_IN_CALL_CANCEL_IF_UNTOUCHED;
@@ -106,35 +108,35 @@ static bool cancel(io_descriptor *d, struct io_task *prev, struct io_write_op *o
  * NEW).  Returns true when op has ended and left d->ops.
  */
 static bool op_step(io_descriptor *d, struct io_task *prev, struct io_write_op *op,
-                    struct op_input in)
+                    struct op_input in, struct io_task_queue *done)
 {
     switch (in.event) {
     case OP_AT_HEAD:
         if (!io__write_op_is_finished(op))
             return false;
-        end(d, prev, op, 0);    /* it asked for no byte: no system call */
+        end(d, prev, op, 0, done);  /* it asked for no byte: no system call */
         return true;
     case OP_GATHERED:
         op->state = IO_OP_IN_CALL;
         return false;
     case OP_CALL_RETURNED:
         if (io__write_op_is_finished(op))
-            end(d, prev, op, 0);
+            end(d, prev, op, 0, done);
         else if (cancel_wins(op))
-            end(d, prev, op, op->error);
+            end(d, prev, op, op->error, done);
         else
             op->state = IO_OP_QUEUED;
         return op->state == IO_OP_DONE;
     case OP_CALL_FAILED:
         /* A cancel requested meanwhile wins over the call's error. */
-        end(d, prev, op, cancel_wins(op) ? op->error : in.error);
+        end(d, prev, op, cancel_wins(op) ? op->error : in.error, done);
         return true;
     case OP_CANCEL_IF_UNTOUCHED:
         if (op->done > 0 || op->state == IO_OP_IN_CALL_CANCEL)
             return false;
-        return cancel(d, prev, op, in);
+        return cancel(d, prev, op, in, done);
     case OP_CANCEL:
-        return cancel(d, prev, op, in);
+        return cancel(d, prev, op, in, done);
     }
     return false;
 }
@@ -146,18 +148,19 @@ void io__op_queue_push_locked(io_descriptor *d, struct io_write_op *op)
     atomic_fetch_add(&d->queued_bytes, op->total);
 }
 
-void io__op_queue_end_at_once_locked(io_descriptor *d, struct io_write_op *op, int error)
+void io__op_queue_end_at_once_locked(io_descriptor *d, struct io_write_op *op, int error,
+                                     struct io_task_queue *done)
 {
     struct op_input in = { error != 0 ? OP_CANCEL : OP_AT_HEAD, error };
 
-    op_step(d, NULL, op, in);
+    op_step(d, NULL, op, in, done);
 }
 
-void io__op_queue_end_finished_head_locked(io_descriptor *d)
+void io__op_queue_end_finished_head_locked(io_descriptor *d, struct io_task_queue *done)
 {
     static const struct op_input at_head = { OP_AT_HEAD, 0 };
 
-    while (d->ops.head != NULL && op_step(d, NULL, op_of(d->ops.head), at_head))
+    while (d->ops.head != NULL && op_step(d, NULL, op_of(d->ops.head), at_head, done))
         ;
 }
 
@@ -174,7 +177,7 @@ struct io_gathered io__op_queue_gather_locked(io_descriptor *d, struct iovec *ve
         g.buffers += io__write_op_gather(op, vec + g.buffers, IOV_MAX - g.buffers,
                                          budget - g.bytes);
         g.bytes += op->gathered;
-        op_step(d, NULL, op, gathered);
+        op_step(d, NULL, op, gathered, NULL);    /* never ends an op */
         g.ops++;
         /* No op's bytes may follow a part of another's. */
         if (one_op || op->gathered < op->total - op->done)
@@ -183,7 +186,8 @@ struct io_gathered io__op_queue_gather_locked(io_descriptor *d, struct iovec *ve
     return g;
 }
 
-void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result result)
+void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result result,
+                                       struct io_task_queue *done)
 {
     struct io_task *prev = NULL, *t = d->ops.head, *next;
     size_t written = result.written;
@@ -201,20 +205,20 @@ void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result r
         io__write_op_advance(op, take);
         atomic_fetch_sub(&d->queued_bytes, take);
         op->gathered = 0;
-        if (!op_step(d, prev, op, in))
+        if (!op_step(d, prev, op, in, done))
             prev = t;
         in = (struct op_input){ OP_CALL_RETURNED, 0 };
     }
 }
 
-void io__op_queue_cancel_all_locked(io_descriptor *d, int error)
+void io__op_queue_cancel_all_locked(io_descriptor *d, int error, struct io_task_queue *done)
 {
     struct op_input in = { OP_CANCEL, error };
     struct io_task *prev = NULL, *t = d->ops.head, *next;
 
     for (; t != NULL; t = next) {
         next = t->next;
-        if (!op_step(d, prev, op_of(t), in))
+        if (!op_step(d, prev, op_of(t), in, done))
             prev = t;
     }
 }
@@ -228,7 +232,8 @@ void io__op_queue_cancel_all_locked(io_descriptor *d, int error)
  * gets the bytes so far); IO_CANCEL_TOTAL only while no byte of it has
  * been written.
  */
-void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type)
+void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type,
+                              struct io_task_queue *done)
 {
     const unsigned all = IO_CANCEL_TERMINAL | IO_CANCEL_PARTIAL | IO_CANCEL_TOTAL;
     struct op_input in = { OP_CANCEL_IF_UNTOUCHED, ECANCELED };
@@ -240,18 +245,18 @@ void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned
         in.event = OP_CANCEL;
     for (struct io_task *t = d->ops.head; t != &op->task; t = t->next)
         prev = t;
-    op_step(d, prev, op, in);
+    op_step(d, prev, op, in, done);
 }
 
-void io__op_queue_hand_over_locked(io_descriptor *d)
+void io__op_queue_hand_over_locked(io_descriptor *d, struct io_task_queue *done)
 {
     size_t n = 0;
 
-    for (struct io_task *t = d->completed.head; t != NULL; t = t->next)
+    for (struct io_task *t = done->head; t != NULL; t = t->next)
         n++;
     if (n == 0)
         return;
-    io__strand_push_completions(d->strand, &d->completed, &d->lock);
+    io__strand_push_completions(d->strand, done, &d->lock);
     atomic_fetch_add_explicit(&io__descriptor_ctx(d)->stats.ops_completed, n, memory_order_relaxed);
     /* After the push: the strand holds a unit of work of its own now, so
      * the count cannot touch zero in between and stop the context. */

@@ -90,7 +90,8 @@ static bool parks_after_no_room(const io_descriptor *d)
     return !d->detaching && !io_task_queue_is_empty(&d->ops);
 }
 
-enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch)
+enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
+                                      struct io_task_queue *done)
 {
     size_t budget = IO_TURN_BYTES_MAX;
     struct io_gathered g;
@@ -101,7 +102,7 @@ enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch)
     for (;;) {
         if (d->detaching)
             return IO_TURN_DETACH;
-        io__op_queue_end_finished_head_locked(d);
+        io__op_queue_end_finished_head_locked(d, done);
         if (io_task_queue_is_empty(&d->ops))
             return IO_TURN_IDLE;
         if (budget == 0)
@@ -109,13 +110,13 @@ enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch)
         g = io__op_queue_gather_locked(d, scratch, budget, one_op);
         one_op = false;
         fd = d->watch.fd;
-        io__op_queue_hand_over_locked(d);
+        io__op_queue_hand_over_locked(d, done);
         pthread_mutex_unlock(&d->lock);
         n = write_once(d, fd, scratch, g.buffers, &err);
         pthread_mutex_lock(&d->lock);
 
         if (n > 0) {
-            io__op_queue_call_returned_locked(d, (struct io_call_result){ (size_t)n, 0 });
+            io__op_queue_call_returned_locked(d, (struct io_call_result){ (size_t)n, 0 }, done);
             budget -= (size_t)n < budget ? (size_t)n : budget;
             /* A socket or pipe that took less than it was offered is
              * full: the next call would only return EAGAIN.  Waiting for
@@ -124,7 +125,7 @@ enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch)
             if ((size_t)n < g.bytes && parks_after_short_write(d))
                 return IO_TURN_PARKED;
         } else if (n == 0 || err == EAGAIN) {
-            io__op_queue_call_returned_locked(d, (struct io_call_result){ 0, 0 });
+            io__op_queue_call_returned_locked(d, (struct io_call_result){ 0, 0 }, done);
             if (parks_after_no_room(d))
                 return IO_TURN_PARKED;
         } else if (g.ops > 1 && (err == EFAULT || err == EINVAL)) {
@@ -133,10 +134,10 @@ enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch)
              * others.  Other errors are the descriptor's (EPIPE,
              * ECONNRESET, EIO) and go to the head op as they are: a
              * retry would lose a reset that the kernel reports once. */
-            io__op_queue_call_returned_locked(d, (struct io_call_result){ 0, 0 });
+            io__op_queue_call_returned_locked(d, (struct io_call_result){ 0, 0 }, done);
             one_op = true;
         } else {
-            io__op_queue_call_returned_locked(d, (struct io_call_result){ 0, err });
+            io__op_queue_call_returned_locked(d, (struct io_call_result){ 0, err }, done);
         }
     }
 }
