@@ -69,12 +69,7 @@ static void end(io_descriptor *d, struct io_task *prev, struct io_write_op *op, 
     struct io_task *t = &op->task;
 
     if (op->state != IO_OP_NEW) {
-        if (prev == NULL)
-            d->ops.head = t->next;
-        else
-            prev->next = t->next;
-        if (d->ops.tail == t)
-            d->ops.tail = prev;
+        io_task_queue_remove(&d->ops, prev, t);
         atomic_fetch_sub(&d->queued_bytes, op->total - op->done);
     }
     op->state = IO_OP_DONE;

@@ -99,13 +99,7 @@ bool io__poller_disarm_locked(struct io_poller *p, struct io_watch *w)
         prev = t;
     if (t == NULL)
         return false;
-    if (prev == NULL)
-        p->armed.head = t->next;
-    else
-        prev->next = t->next;
-    if (p->armed.tail == t)
-        p->armed.tail = prev;
-    t->next = NULL;
+    io_task_queue_remove(&p->armed, prev, t);
     return true;
 }
 

@@ -85,6 +85,20 @@ static inline struct io_task *io_task_queue_pop(struct io_task_queue *q)
     return t;
 }
 
+/* Takes t out of q, wherever it is; prev is the task before it (NULL
+ * when t is the head), which the caller found walking q. */
+static inline void io_task_queue_remove(struct io_task_queue *q, struct io_task *prev,
+                                        struct io_task *t)
+{
+    if (prev == NULL)
+        q->head = t->next;
+    else
+        prev->next = t->next;
+    if (q->tail == t)
+        q->tail = prev;
+    t->next = NULL;
+}
+
 /* Moves all of src to the tail of dst in O(1): grab a batch under a lock,
  * work through it after unlocking. */
 static inline void io_task_queue_splice(struct io_task_queue *dst,
