@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -390,7 +391,7 @@ static int open_slow(struct bw_bench *b)
  * descriptors than the run needs. */
 static int enough_fds(const struct bw_bench *b)
 {
-    unsigned long long need = 2ull * (b->o.connections + b->o.slow) + BW_SPARE_FDS;
+    unsigned long long need = 2ull * (b->o.connections + b->o.slow) + b->o.readers + BW_SPARE_FDS;
     struct rlimit rl;
     char why[160];
 
@@ -523,65 +524,74 @@ static void verify(struct bw_bench *b, struct bw_rconn *rc, const unsigned char 
     }
 }
 
+/* Readers wait with epoll, so a wake-up costs what is ready, not the
+ * number of connections: with thousands of them a poll() scan would cost
+ * more than the writes being measured, the same for every program. */
 static void *read_all(void *arg)
 {
+    enum { BATCH = 256 };
     struct bw_reader *r = arg;
     struct bw_bench *b = r->bench;
     unsigned nconn = 0, left, idle = 0;
-    struct pollfd *fds = calloc(b->o.connections, sizeof(*fds));
     struct bw_rconn **rcs = calloc(b->o.connections, sizeof(*rcs));
     unsigned char *buf = malloc(BW_READ_CHUNK);
+    struct epoll_event events[BATCH];
+    int ep = epoll_create1(EPOLL_CLOEXEC);
 
-    if (fds == NULL || rcs == NULL || buf == NULL) {
-        fprintf(stderr, "%s: reader: out of memory\n", b->name);
+    if (rcs == NULL || buf == NULL || ep < 0) {
+        fprintf(stderr, "%s: reader: %s\n", b->name, ep < 0 ? strerror(errno) : "out of memory");
         _exit(1);
     }
     for (unsigned c = r->id; c < b->o.connections; c += b->o.readers) {
+        struct epoll_event ev = { .events = EPOLLIN };
+
         if (b->state->rconns[c].expected == 0)
             continue;               /* no message goes there: nothing to wait for */
         rcs[nconn] = &b->state->rconns[c];
-        fds[nconn] = (struct pollfd){ .fd = rcs[nconn]->fd, .events = POLLIN };
+        ev.data.ptr = rcs[nconn];
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, rcs[nconn]->fd, &ev) != 0) {
+            perror("epoll_ctl");
+            _exit(1);
+        }
         nconn++;
     }
     left = nconn;
     while (left > 0) {
-        int ready = poll(fds, nconn, 1000);
+        int ready = epoll_wait(ep, events, BATCH, 1000);
 
         if (ready < 0 && errno != EINTR) {
-            perror("poll");
+            perror("epoll_wait");
             _exit(1);
         }
         if (ready <= 0) {
             if (ready == 0 && ++idle >= BW_STALL_SECONDS)
                 for (unsigned i = 0; i < nconn; i++)
-                    if (fds[i].fd >= 0)
+                    if (rcs[i]->got < rcs[i]->expected)
                         stuck(b, "no byte for " BW_STALL_TEXT, rcs[i]);
             continue;
         }
         idle = 0;
-        for (unsigned i = 0; i < nconn; i++) {
-            ssize_t n;
+        for (int i = 0; i < ready; i++) {
+            struct bw_rconn *rc = events[i].data.ptr;
+            ssize_t n = read(rc->fd, buf, BW_READ_CHUNK);
 
-            if (fds[i].fd < 0 || fds[i].revents == 0)
-                continue;
-            n = read(fds[i].fd, buf, BW_READ_CHUNK);
             if (n > 0)
-                verify(b, rcs[i], buf, (size_t)n);
+                verify(b, rc, buf, (size_t)n);
             else if (n == 0)
-                stuck(b, "end of file before every byte", rcs[i]);
+                stuck(b, "end of file before every byte", rc);
             else if (errno != EAGAIN && errno != EINTR)
-                stuck(b, strerror(errno), rcs[i]);
-            if (rcs[i]->got == rcs[i]->expected) {
-                if (rcs[i]->off != 0)
-                    stuck(b, "ends inside a message", rcs[i]);
-                fds[i].fd = -1;             /* poll() skips it from now on */
+                stuck(b, strerror(errno), rc);
+            if (rc->got == rc->expected) {
+                if (rc->off != 0)
+                    stuck(b, "ends inside a message", rc);
+                epoll_ctl(ep, EPOLL_CTL_DEL, rc->fd, NULL);
                 left--;
             }
         }
     }
+    close(ep);
     free(buf);
     free(rcs);
-    free(fds);
     return NULL;
 }
 
