@@ -62,6 +62,7 @@ typedef struct io_context       io_context;        /* opaque */
 typedef struct io_strand        io_strand;         /* opaque */
 typedef struct io_descriptor    io_descriptor;     /* opaque */
 typedef struct io_cancel_signal io_cancel_signal;  /* opaque */
+typedef struct io_timer         io_timer;          /* opaque */
 
 /* A handler posted with io_context_post() or io_strand_post(). */
 typedef void (*io_handler)(void *arg);
@@ -70,6 +71,10 @@ typedef void (*io_handler)(void *arg);
  * EAGAIN, EWOULDBLOCK or EINTR); bytes_transferred counts the bytes the
  * kernel accepted for this operation. */
 typedef void (*io_write_handler)(void *arg, int error, size_t bytes_transferred);
+
+/* The handler of a timer wait (and of other operations that carry no
+ * byte count): error is 0, ECANCELED, or another positive errno value. */
+typedef void (*io_wait_handler)(void *arg, int error);
 
 typedef struct io_context_options {
     unsigned worker_threads;   /* threads that block in poll() and call writev(); 0 = 1 */
@@ -325,6 +330,24 @@ IOCTX_API int    io_descriptor_async_write(io_descriptor *d, const struct iovec 
 IOCTX_API size_t io_descriptor_queued_bytes(const io_descriptor *d);
 
 /*
+ * Sets the send timeout (0: none, the default).  When the descriptor has
+ * pending operations and no write system call has accepted a byte for
+ * timeout_ns, counted from the later of the moment it got its first
+ * pending operation and the last call that accepted bytes, every
+ * operation then pending completes with ETIMEDOUT (0 bytes, or the bytes
+ * an async_write had written); an operation inside a worker's call at
+ * that moment completes when the call returns.  The descriptor stays
+ * open, and later operations are performed as usual, the clock starting
+ * again.  A new value takes effect at once, for the wait in progress too
+ * (one already due fires at once).  A descriptor with a timeout costs
+ * one timer entry, not one per operation; one without costs nothing.
+ * Returns 0, EINVAL, ENOMEM, or EBADF once closed or released.
+ * Thread-safe.  Asio: none (folly: AsyncSocket::setSendTimeout(); nginx:
+ * send_timeout).
+ */
+IOCTX_API int    io_descriptor_set_send_timeout(io_descriptor *d, uint64_t timeout_ns);
+
+/*
  * Completes every pending operation with ECANCELED (bytes 0, or the bytes
  * already written for an async_write).  An operation inside a worker's
  * write system call at that moment completes when the call returns: with
@@ -389,6 +412,74 @@ IOCTX_API void   io_cancel_signal_destroy(io_cancel_signal *sig);
  * cancellation_signal::emit().
  */
 IOCTX_API void   io_cancel_signal_emit(io_cancel_signal *sig, unsigned type);
+
+/* ------------------------------------------------------------------ */
+/* clock and timers                                                    */
+/* ------------------------------------------------------------------ */
+
+/* The timers' clock: CLOCK_MONOTONIC in nanoseconds.  Thread-safe.
+ * Asio: steady_timer::clock_type::now(). */
+IOCTX_API uint64_t io_clock_now(void);
+
+/*
+ * Creates a timer on ctx.  Its expiry starts at 0, already expired.  The
+ * handlers of its waits run on strand, or on a private strand of the
+ * timer when strand is NULL.  Returns 0, EINVAL (ctx or out is NULL, or
+ * strand belongs to another context) or ENOMEM.  Thread-safe.  Asio:
+ * steady_timer(strand_or_ctx).
+ */
+IOCTX_API int      io_timer_create(io_context *ctx, io_strand *strand, io_timer **out);
+
+/*
+ * Sets the expiry to expiry_ns, a point of io_clock_now().  Every wait
+ * pending on the timer completes with ECANCELED; returns how many (a wait
+ * that had already expired is not one of them: it completes with 0).
+ * 0 for NULL.  Thread-safe.  Asio: basic_waitable_timer::expires_at().
+ */
+IOCTX_API size_t   io_timer_expires_at(io_timer *t, uint64_t expiry_ns);
+
+/* io_timer_expires_at(t, io_clock_now() + delay_ns), saturating.  Asio:
+ * basic_waitable_timer::expires_after(). */
+IOCTX_API size_t   io_timer_expires_after(io_timer *t, uint64_t delay_ns);
+
+/* The timer's expiry (0 for NULL).  Thread-safe.  Asio:
+ * basic_waitable_timer::expiry(). */
+IOCTX_API uint64_t io_timer_expiry(const io_timer *t);
+
+/*
+ * Starts a wait: handler(arg, 0) runs once io_clock_now() has reached the
+ * expiry (never before), or handler(arg, ECANCELED) if the wait is
+ * cancelled first: by io_timer_cancel(), io_timer_expires_at() or
+ * _after(), an emit of cancel (any type), io_timer_destroy() or
+ * io_context_destroy().  Several waits may be pending on one timer.
+ * Waits that expire run in expiry order, ties in the order they were
+ * started, as one strand sees them.  A pending wait keeps
+ * io_context_run() from returning.  The worker threads watch the clock:
+ * they sleep until the earliest expiry, and nothing wakes periodically.
+ * Returns 0, EINVAL, ENOMEM, or EBUSY (cancel is attached to another
+ * pending operation).  Runs the handler on the timer's strand, never
+ * inside this call.  Thread-safe.  Asio:
+ * basic_waitable_timer::async_wait().
+ */
+IOCTX_API int      io_timer_async_wait(io_timer *t, io_wait_handler handler, void *arg,
+                                       io_cancel_signal *cancel /* may be NULL */);
+
+/*
+ * Completes every pending wait of the timer with ECANCELED and returns
+ * how many.  A wait whose expiry came first is not cancelled: it
+ * completes with 0 and is not counted.  0 for NULL.  Thread-safe.  Asio:
+ * basic_waitable_timer::cancel().
+ */
+IOCTX_API size_t   io_timer_cancel(io_timer *t);
+
+/*
+ * Cancels the pending waits (ECANCELED) and drops the caller's handle;
+ * the timer's memory lives on until the last handler of its waits has
+ * run.  May be called from one of those handlers.  Must not race with
+ * other calls on t.  NULL is ignored.  Asio:
+ * basic_waitable_timer::~basic_waitable_timer().
+ */
+IOCTX_API void     io_timer_destroy(io_timer *t);
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,7 @@
 #include "internal.h"
 
 static void release_refs(io_descriptor *d, unsigned n);
+static void free_send_timeout(io_descriptor *d, struct io_send_timeout *st);
 static void own_strand_last_ref(io_strand *s);
 static void let_go_locked(io_descriptor *d);
 static void turn(struct io_watch *w, struct iovec *scratch);
@@ -137,6 +138,8 @@ static void free_descriptor(io_descriptor *d)
 {
     if (d->watch.fd >= 0 && atomic_load(&d->public_fd) >= 0)
         close(d->watch.fd);
+    if (d->send_timeout != NULL)
+        free_send_timeout(d, d->send_timeout);
     pthread_mutex_destroy(&d->lock);
     io__free(d);
 }
@@ -245,7 +248,8 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
         io__op_queue_end_at_once_locked(d, op, error, &done);
     } else {
         op->cancel = cancel;
-        io__op_queue_push_locked(d, op);
+        if (io__op_queue_push_locked(d, op))
+            io__send_timeout_started_locked(d);
         if (!d->scheduled) {
             d->scheduled = true;
             atomic_fetch_add(&d->refs, 1);
@@ -273,6 +277,81 @@ int io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t
 {
     return start_write(d, bufs, count, true, handler, arg, cancel);
 }
+
+/* ------------------------------------------------------------------ */
+/* send timeout                                                        */
+/* ------------------------------------------------------------------ */
+
+static const struct io_task_type send_timeout_fire_type;
+
+/* Allocates what a send timeout needs, once: its state and its room in
+ * the timer queue's heap, held until d is freed. */
+static void free_send_timeout(io_descriptor *d, struct io_send_timeout *st)
+{
+    io__timer_queue_unreserve(&io__descriptor_ctx(d)->workers.timers, 1);
+    io__free(st);
+}
+
+static struct io_send_timeout *new_send_timeout(io_descriptor *d)
+{
+    struct io_send_timeout *st = io__alloc(sizeof(*st));
+
+    if (st == NULL)
+        return NULL;
+    if (io__timer_queue_reserve(&io__descriptor_ctx(d)->workers.timers, 1) != 0) {
+        io__free(st);
+        return NULL;
+    }
+    *st = (struct io_send_timeout){ .fire = { NULL, &send_timeout_fire_type }, .d = d };
+    io__timer_entry_init(&st->entry, &io_send_timeout_entry_type);
+    return st;
+}
+
+int io_descriptor_set_send_timeout(io_descriptor *d, uint64_t timeout_ns)
+{
+    struct io_send_timeout *fresh = NULL;
+
+    if (d == NULL)
+        return EINVAL;
+    pthread_mutex_lock(&d->lock);
+    while (d->send_timeout == NULL && timeout_ns > 0 && fresh == NULL) {
+        /* The allocator is called with no lock held. */
+        pthread_mutex_unlock(&d->lock);
+        fresh = new_send_timeout(d);
+        if (fresh == NULL)
+            return ENOMEM;
+        pthread_mutex_lock(&d->lock);
+    }
+    if (atomic_load(&d->public_fd) < 0) {
+        pthread_mutex_unlock(&d->lock);
+        if (fresh != NULL)
+            free_send_timeout(d, fresh);
+        return EBADF;
+    }
+    if (d->send_timeout == NULL && fresh != NULL) {
+        d->send_timeout = fresh;
+        fresh = NULL;
+    }
+    if (d->send_timeout != NULL)
+        io__send_timeout_set_locked(d, timeout_ns);
+    pthread_mutex_unlock(&d->lock);
+    if (fresh != NULL)          /* another call installed one meanwhile */
+        free_send_timeout(d, fresh);
+    return 0;
+}
+
+/* The send timeout's entry fell due (struct io_task_type, run by the
+ * worker that found it due, no lock held). */
+static size_t fire_send_timeout(struct io_task *t, struct io_run *run)
+{
+    io_descriptor *d = io_container_of(t, struct io_send_timeout, fire)->d;
+
+    (void)run;
+    release_refs(d, io__send_timeout_fired(d));
+    return 0;
+}
+
+static const struct io_task_type send_timeout_fire_type = { fire_send_timeout, NULL };
 
 /* ------------------------------------------------------------------ */
 /* cancel, close, release, destroy                                     */
@@ -341,15 +420,19 @@ static void detach_locked(io_descriptor *d)
  * already closed or released. */
 static int take_fd(io_descriptor *d)
 {
+    unsigned timeout_refs = 0;
     int fd = -1;
 
     atomic_fetch_add(&d->refs, 1);
     pthread_mutex_lock(&d->lock);
     if (atomic_load(&d->public_fd) >= 0) {
         detach_locked(d);
+        timeout_refs = io__send_timeout_stop_locked(d);
         fd = d->watch.fd;
     }
     pthread_mutex_unlock(&d->lock);
+    if (timeout_refs > 0)
+        atomic_fetch_sub(&d->refs, timeout_refs);   /* the caller's keeps d */
     if (fd >= 0) {
         io__workers_forget(&io__descriptor_ctx(d)->workers, &d->watch);
         d->watch.fd = -1;
@@ -538,6 +621,8 @@ static void shut_down(struct io_member *m)
     if (atomic_load(&d->public_fd) >= 0)
         fd = d->watch.fd;
     atomic_store(&d->public_fd, -1);
+    /* Its reference, dropped without freeing, as the workers' below. */
+    atomic_fetch_sub(&d->refs, io__send_timeout_stop_locked(d));
     was_scheduled = d->scheduled;
     let_go_locked(d);
     io__op_queue_hand_over_locked(d, &done);

@@ -62,6 +62,7 @@
 #include "poller.h"
 #include "spin.h"
 #include "task_queue.h"
+#include "timer_queue.h"
 
 /* ------------------------------------------------------------------ */
 /* handler_node.c: posted handlers                                     */
@@ -141,6 +142,8 @@ struct io_workers {
     bool polling;                   /* lock: a worker is inside the poller's wait */
     bool stopping;                  /* lock */
     struct io_spin_slot spin;       /* lock, except spin.pushes (spin.h) */
+    /* The deadlines the workers watch; its own lock (timer_queue.h). */
+    struct io_timer_queue timers;
     /* Set at start: what a worker's turns left for the run threads goes
      * to them through this, before the worker waits and every few turns. */
     void (*flush)(void);
@@ -166,6 +169,9 @@ bool io__workers_reclaim(struct io_workers *w, struct io_watch *watch);
 /* The owner is about to close or hand back the watch's fd, which the
  * workers no longer hold. */
 void io__workers_forget(struct io_workers *w, struct io_watch *watch);
+/* An entry inserted into w->timers became the earliest: a leader asleep
+ * in the poller wakes to sleep less.  No lock held. */
+void io__workers_timers_changed(struct io_workers *w);
 
 /* ------------------------------------------------------------------ */
 /* write_op.c: one write and its buffers                               */
@@ -398,6 +404,18 @@ enum io_fd_kind {
     IO_FD_OTHER,
 };
 
+/* A descriptor's send timeout (send_timeout.c), allocated by the first
+ * io_descriptor_set_send_timeout that sets one. */
+struct io_send_timeout {
+    struct io_timer_entry entry;        /* the timer queue's lock */
+    struct io_task fire;                /* run once the entry fell due */
+    io_descriptor *d;
+    uint64_t timeout;                   /* d->lock: ns, 0 for none */
+    bool armed;                         /* d->lock: the entry holds a reference */
+};
+
+extern const struct io_timer_entry_type io_send_timeout_entry_type;
+
 struct io_descriptor {
     /* What the workers see: watch.fd is the fd they write and poll; it
      * changes only while the workers do not hold the descriptor. */
@@ -409,7 +427,10 @@ struct io_descriptor {
     struct io_task_queue ops;           /* lock: pending ops, in start order */
     atomic_size_t queued_bytes;
     atomic_int public_fd;               /* watch.fd until closed or released, then -1 */
-    atomic_uint refs;                   /* user + ops + scheduled + own_strand scheduled */
+    atomic_uint refs;                   /* user + ops + scheduled + own_strand scheduled
+                                         * + an armed send timeout */
+    uint64_t progress_at;               /* lock: the send timeout's clock starts here */
+    struct io_send_timeout *send_timeout;   /* lock: NULL until one is set */
     int saved_flags;                    /* file status flags before create */
     unsigned char kind;                 /* enum io_fd_kind */
     bool scheduled;                     /* lock: the workers hold it */
@@ -432,8 +453,9 @@ static inline io_context *io__descriptor_ctx(const io_descriptor *d)
  * caller's done queue; io__op_queue_hand_over_locked passes them to the
  * strand, and the caller calls it before it lets go of d->lock. */
 
-/* Queues a NEW op at the tail: it is pending from now on. */
-void io__op_queue_push_locked(io_descriptor *d, struct io_write_op *op);
+/* Queues a NEW op at the tail: it is pending from now on.  Returns true
+ * when it is the only one (the send timeout's clock starts). */
+bool io__op_queue_push_locked(io_descriptor *d, struct io_write_op *op);
 /* Ends a NEW op at once with error (0: it asked for no byte), never
  * queued; still through the strand, never inside the initiating call. */
 void io__op_queue_end_at_once_locked(io_descriptor *d, struct io_write_op *op, int error,
@@ -489,5 +511,24 @@ enum io_turn_end {
  * IOV_MAX entries. */
 enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
                                       struct io_task_queue *done);
+
+/* ------------------------------------------------------------------ */
+/* send_timeout.c: a descriptor's send timeout                        */
+/* ------------------------------------------------------------------ */
+
+/* All but io__send_timeout_fired are called with d->lock held. */
+
+/* The descriptor got its first pending op: the clock runs. */
+void io__send_timeout_started_locked(io_descriptor *d);
+/* A new timeout (0: none) takes effect, for the wait in progress too;
+ * d->send_timeout is allocated. */
+void io__send_timeout_set_locked(io_descriptor *d, uint64_t timeout);
+/* The descriptor is closed or released, or its context shuts down: the
+ * entry leaves the heap.  Returns the references to drop (0 or 1). */
+unsigned io__send_timeout_stop_locked(io_descriptor *d);
+/* The entry fell due (from its fire task, no lock held): times the ops
+ * out, or puts the entry back at a later deadline.  Returns the
+ * references to drop (0 or 1). */
+unsigned io__send_timeout_fired(io_descriptor *d);
 
 #endif /* IOCTX_INTERNAL_H */

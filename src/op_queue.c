@@ -3,7 +3,9 @@
  * and how each one ends.
  *
  * Data and locking: every function here is called with d->lock held and
- * touches d->ops (pending ops in start order), d->queued_bytes, and each
+ * touches d->ops (pending ops in start order), d->queued_bytes,
+ * d->progress_at (when the last call accepted bytes, or the queue got its
+ * first op: where a send timeout counts from), and each
  * pending op's state, progress and cancel signal.  Ops that end go to the
  * caller's done queue, which it hands to the strand before it lets go of
  * d->lock.
@@ -136,11 +138,16 @@ static bool op_step(io_descriptor *d, struct io_task *prev, struct io_write_op *
     return false;
 }
 
-void io__op_queue_push_locked(io_descriptor *d, struct io_write_op *op)
+bool io__op_queue_push_locked(io_descriptor *d, struct io_write_op *op)
 {
+    bool first = io_task_queue_is_empty(&d->ops);
+
+    if (first)
+        d->progress_at = io__clock_now();
     op->state = IO_OP_QUEUED;
     io_task_queue_push(&d->ops, &op->task);
     atomic_fetch_add(&d->queued_bytes, op->total);
+    return first;
 }
 
 void io__op_queue_end_at_once_locked(io_descriptor *d, struct io_write_op *op, int error,
@@ -188,6 +195,9 @@ void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result r
     size_t written = result.written;
     /* A failed call is the head op's: the ops behind it got no chance. */
     struct op_input in = { result.error != 0 ? OP_CALL_FAILED : OP_CALL_RETURNED, result.error };
+
+    if (written > 0)
+        d->progress_at = io__clock_now();      /* the send timeout starts again */
 
     /* The ops of the call are at the head, in the order they were given
      * to it; only the worker that made the call moves them. */

@@ -26,10 +26,13 @@
 #ifndef IOCTX_POLLER_H
 #define IOCTX_POLLER_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "task_queue.h"
 
@@ -74,14 +77,23 @@ void io__poller_forget_locked(struct io_poller *p, struct io_watch *w);
 
 /*
  * Waits until an armed watch is writable (or in error, or urgent), until
- * io__poller_wake, or for timeout_ms (-1: no limit; 0: only looks), with
+ * io__poller_wake, or for timeout_ns (-1: no limit; 0: only looks), with
  * *lock released meanwhile.  Appends the watches that are ready to ready,
  * in no particular order, and returns how many; the rest stay armed.  A
  * watch armed during the wait is seen by the next one (the arming thread
  * wakes this one).
  */
-size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int timeout_ms,
+size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int64_t timeout_ns,
                             struct io_task_queue *ready);
+
+/* poll() with a timeout in nanoseconds (-1: no limit), through ppoll():
+ * a timer due in 300 us must not sleep a whole millisecond. */
+static inline int io__poll_ns(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
+{
+    struct timespec ts = { (time_t)(timeout_ns / 1000000000), (long)(timeout_ns % 1000000000) };
+
+    return ppoll(fds, n, timeout_ns < 0 ? NULL : &ts, NULL);
+}
 
 /* Makes the wait in progress, or else the next one, return soon. */
 void io__poller_wake(struct io_poller *p);

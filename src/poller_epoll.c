@@ -160,7 +160,7 @@ static size_t harvest_locked(struct io_poller *p, struct io_task_queue *ready)
     return woken;
 }
 
-size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int timeout_ms,
+size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int64_t timeout_ns,
                               struct io_task_queue *ready)
 {
     struct pollfd fds[2] = {
@@ -169,7 +169,7 @@ size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int ti
     };
 
     pthread_mutex_unlock(lock);
-    if (poll(fds, 2, timeout_ms) < 0)
+    if (io__poll_ns(fds, 2, timeout_ns) < 0)
         fds[0].revents = fds[1].revents = 0;    /* EINTR: look again next round */
     io__wakeup_drain(&p->wakeup, &fds[0]);
     pthread_mutex_lock(lock);

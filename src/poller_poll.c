@@ -136,7 +136,7 @@ static bool reserve(struct io_poller *p, size_t n)
     return true;
 }
 
-size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int timeout_ms,
+size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int64_t timeout_ns,
                               struct io_task_queue *ready)
 {
     struct io_task_queue batch = IO_TASK_QUEUE_INIT;
@@ -165,9 +165,9 @@ size_t io__poller_wait_locked(struct io_poller *p, pthread_mutex_t *lock, int ti
         /* Its owner waits for it: no sleep, a turn at once.  One that
          * becomes urgent later wakes this wait. */
         if (atomic_load(&w->urgent))
-            timeout_ms = 0;
+            timeout_ns = 0;
     }
-    if (poll(p->fds, n, timeout_ms) < 0) {
+    if (io__poll_ns(p->fds, n, timeout_ns) < 0) {
         for (size_t i = 0; i < n; i++)
             p->fds[i].revents = 0;      /* EINTR: look again next round */
     }

@@ -54,13 +54,40 @@ static struct io_watch *watch_of(struct io_task *t)
     return io_container_of(t, struct io_watch, link);
 }
 
-/* The leader's wait.  Called with w->lock held; returns with it held. */
-static void poll_locked(struct io_workers *w, int timeout_ms)
+/* Whether a timer entry is due.  Reads the clock only when one is
+ * pending, so a context without timers pays nothing. */
+static bool timers_due(struct io_workers *w)
+{
+    uint64_t earliest = io__timer_queue_earliest(&w->timers);
+
+    return earliest != UINT64_MAX && io__clock_now() >= earliest;
+}
+
+/* How long the leader may sleep: until the earliest timer entry, or
+ * without limit (-1) when none is pending.  Read after w->polling is set,
+ * so that an earlier entry inserted from now on wakes the wait
+ * (io__workers_timers_changed). */
+static int64_t sleep_ns_locked(struct io_workers *w)
+{
+    uint64_t earliest = io__timer_queue_earliest(&w->timers), now;
+
+    if (earliest == UINT64_MAX)
+        return -1;
+    now = io__clock_now();
+    if (earliest <= now)
+        return 0;
+    return earliest - now > INT64_MAX ? INT64_MAX : (int64_t)(earliest - now);
+}
+
+/* The leader's wait (sleep: until the earliest timer; else only looks).
+ * Called with w->lock held; returns with it held. */
+static void poll_locked(struct io_workers *w, bool sleep)
 {
     size_t woken, wakeups;
 
     w->polling = true;
-    woken = io__poller_wait_locked(w->poller, &w->lock, timeout_ms, &w->ready);
+    woken = io__poller_wait_locked(w->poller, &w->lock, sleep ? sleep_ns_locked(w) : 0,
+                                   &w->ready);
     w->polling = false;
     /* This thread takes one ready watch itself; followers get the rest,
      * and one more takes over polling if some are still armed. */
@@ -102,6 +129,16 @@ static void *worker_main(void *arg)
         }
         watched = false;
 
+        /* Timer entries that fell due go to their owners first: a stream
+         * of writes must not hold back a deadline. */
+        if (timers_due(w)) {
+            pthread_mutex_unlock(&w->lock);
+            io__timer_queue_expire(&w->timers, io__clock_now());
+            unflushed++;
+            pthread_mutex_lock(&w->lock);
+            continue;
+        }
+
         /* With nothing to write, the leader waits in the poller even when
          * no watch is armed: workers block in poll(), and new work comes
          * through the wake-up fd. */
@@ -109,7 +146,7 @@ static void *worker_main(void *arg)
             && (nothing_ready
                 || (io__poller_has_armed_locked(w->poller)
                     && turns_since_poll >= IO_TURNS_BETWEEN_POLLS))) {
-            poll_locked(w, nothing_ready ? -1 : 0);
+            poll_locked(w, nothing_ready);
             turns_since_poll = 0;
             continue;
         }
@@ -155,9 +192,12 @@ int io__workers_start(struct io_workers *w, unsigned count, void (*flush)(void))
     err = pthread_cond_init(&w->cond, NULL);
     if (err != 0)
         goto out_destroy_lock;
-    err = io__poller_create(&w->poller);
+    err = io__timer_queue_init(&w->timers);
     if (err != 0)
         goto out_destroy_cond;
+    err = io__poller_create(&w->poller);
+    if (err != 0)
+        goto out_free_timers;
     sigemptyset(&block);
     sigaddset(&block, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &block, &old);
@@ -169,6 +209,8 @@ int io__workers_start(struct io_workers *w, unsigned count, void (*flush)(void))
     w->count--;         /* the one that failed */
     io__workers_stop(w);
     io__poller_free(w->poller);
+out_free_timers:
+    io__timer_queue_free(&w->timers);
 out_destroy_cond:
     pthread_cond_destroy(&w->cond);
 out_destroy_lock:
@@ -193,6 +235,7 @@ void io__workers_stop(struct io_workers *w)
 void io__workers_free(struct io_workers *w)
 {
     io__poller_free(w->poller);
+    io__timer_queue_free(&w->timers);
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->lock);
     io__free(w->threads);
@@ -267,4 +310,15 @@ void io__workers_forget(struct io_workers *w, struct io_watch *watch)
     pthread_mutex_lock(&w->lock);
     io__poller_forget_locked(w->poller, watch);
     pthread_mutex_unlock(&w->lock);
+}
+
+void io__workers_timers_changed(struct io_workers *w)
+{
+    bool wake;
+
+    pthread_mutex_lock(&w->lock);
+    wake = w->polling;
+    pthread_mutex_unlock(&w->lock);
+    if (wake)
+        io__poller_wake(w->poller);
 }
