@@ -110,25 +110,47 @@ for entry in "${write_impls[@]}"; do
     fi
 done
 
-# The awk functions every table uses: median(key, col) of the values
-# val[key, 1..count[key], col] that are not "na" ("na" if none), and
-# cell(width, prec, x), a number or "n/a" printed in width.
+# The awk functions the tables share: median(key, col) of the values
+# val[key, 1..count[key], col] that are not "na" ("na" if none);
+# cell(width, prec, x), a number or "n/a" printed in width; ratio(a, b),
+# a / b with 2 decimals, or "" if either is unknown; sort_numbers(a, n)
+# sorts a[1..n].  For the tables with a row per program and value of a
+# parameter (K, W): record(col, first, last) files fields first..last of
+# the line under key = program SUBSEP $col, returns the run's number
+# under that key, and keeps each value of $col once in ks[1..nk].
 AWK_STATS='
-    function median(key, col,    n, i, j, v, t) {
+    function sort_numbers(a, n,    i, j, t) {
+        for (i = 2; i <= n; i++)
+            for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+                t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+            }
+    }
+    function median(key, col,    n, i, v) {
         n = 0
         for (i = 1; i <= count[key]; i++)
             if (val[key, i, col] != "na")
                 v[++n] = val[key, i, col] + 0
         if (n == 0)
             return "na"
-        for (i = 2; i <= n; i++)
-            for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
-                t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
-            }
+        sort_numbers(v, n)
         return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
     }
     function cell(width, prec, x) {
         return x == "na" ? sprintf("%" width "s", "n/a") : sprintf("%" width "." prec "f", x)
+    }
+    function ratio(a, b) {
+        return (a == "na" || b == "na" || b == 0) ? "" : sprintf("%.2f", a / b)
+    }
+    function record(col, first, last,    key, c, k) {
+        key = $1 SUBSEP ($col + 0)
+        c = ++count[key]
+        for (k = first; k <= last; k++)
+            val[key, c, k] = $k
+        if (!(($col + 0) in seen)) {
+            seen[$col + 0] = 1
+            ks[++nk] = $col + 0
+        }
+        return c
     }
 '
 
@@ -151,13 +173,13 @@ table() {
                     continue
                 m = median(name, 2)
                 m99 = median(name, 7)
-                ratio = (name == "ioctx" || base == "na" || m == "na" || m == 0) ? "" : sprintf("%.2f", base / m)
-                ratio99 = (name == "ioctx" || name == "raw" || base99 == "na" || m99 == "na" || m99 == 0) ? "" : sprintf("%.2f", base99 / m99)
+                vs_peer = name == "ioctx" ? "" : ratio(base, m)
+                vs_peer99 = (name == "ioctx" || name == "raw") ? "" : ratio(base99, m99)
                 printf "    %-6s %s %s %s %s %s %s %s %s %11s %10s\n", name,
                        cell(11, 0, m), cell(9, 1, median(name, 3)), cell(7, 2, median(name, 4)),
                        cell(10, 3, median(name, 5)), cell(9, 1, median(name, 6)),
                        cell(10, 1, m99), cell(10, 3, median(name, 8)),
-                       cell(11, 0, median(name, 9)), ratio, ratio99
+                       cell(11, 0, median(name, 9)), vs_peer, vs_peer99
             }
         }' "$file"
 }
@@ -229,24 +251,9 @@ slow_table() {
     local file=$1
     shift
     awk -v order="$*" "$AWK_STATS"'
-        function ratio(a, b) {
-            return (a == "na" || b == "na" || b == 0) ? "" : sprintf("%.2f", a / b)
-        }
-        {
-            key = $1 SUBSEP $10
-            c = ++count[key]
-            for (k = 2; k <= 11; k++)
-                val[key, c, k] = $k
-            if (!(($10 + 0) in seen)) {
-                seen[$10 + 0] = 1
-                ks[++nk] = $10 + 0
-            }
-        }
+        { record(10, 2, 11) }
         END {
-            for (i = 2; i <= nk; i++)
-                for (j = i; j > 1 && ks[j - 1] > ks[j]; j--) {
-                    t = ks[j]; ks[j] = ks[j - 1]; ks[j - 1] = t
-                }
+            sort_numbers(ks, nk)
             printf "    %6s %-6s %11s %7s %10s %11s %10s %12s %11s %9s\n", "K", "", "msgs/s", "CPU s", "p99 us",
                    "peak RSS kB", "close ms", "close us/fd", "ioctx/peer", "vs K=0"
             n = split(order, names, " ")
@@ -287,8 +294,8 @@ idle_table() {
                 if (!count[name])
                     continue
                 m = median(name, 12)
-                r = (name == "ioctx" || base == "na" || m == "na" || m == 0) ? "" : sprintf("%.2f", base / m)
-                printf "    %-6s %12s %11s\n", name, m == "na" ? "n/a" : sprintf("%.0f", m), r
+                printf "    %-6s %12s %11s\n", name, m == "na" ? "n/a" : sprintf("%.0f", m),
+                       name == "ioctx" ? "" : ratio(base, m)
             }
         }' "$file"
 }
