@@ -228,20 +228,38 @@ only() {
     return 0
 }
 
+# interleaved TABLE VARIANT... -- ARGS... : $runs rounds, each running
+# every live program once with ARGS and each VARIANT (more arguments,
+# split at blanks; "" for none), all into one results file, so that noise
+# hits every variant and program alike; then TABLE RESULTS NAMES...
+interleaved() {
+    local table=$1 results i variant variants=()
+    shift
+    while [ "$1" != -- ]; do
+        variants+=("$1")
+        shift
+    done
+    shift
+    results=$(mktemp)
+    for ((i = 1; i <= runs; i++)); do
+        for variant in "${variants[@]}"; do
+            # shellcheck disable=SC2086 # a variant is several arguments, or none
+            run_programs "$results" "$@" $variant
+        done
+    done
+    "$table" "$results" "${names[@]}"
+    rm -f "$results"
+}
+
 # write_scenario TITLE ARGS... : runs every program with ARGS, interleaved,
 # and prints the table.
 write_scenario() {
-    local title=$1 results i
+    local title=$1
     shift
-    results=$(mktemp)
     only "${names[@]}"
     echo
     echo "==> write, $title: median of $runs runs; $*"
-    for ((i = 1; i <= runs; i++)); do
-        run_programs "$results" "$@"
-    done
-    table "$results" "${names[@]}"
-    rm -f "$results"
+    interleaved table "" -- "$@"
 }
 
 # slow_table RESULTS NAMES... : per K (field 10) and program, the medians
@@ -321,9 +339,8 @@ write_scenario "$many_connections busy connections, 64 B messages, $((4 * many_m
     "${many[@]}" --size 64 --messages "$many_messages"
 
 # Slow consumers: every K in one results file, runs interleaved over K
-# and programs, so that noise hits each K alike.  raw and io_uring sit
-# out --slow: one short run each only prints why.
-results=$(mktemp)
+# and programs.  raw and io_uring sit out --slow: one short run each only
+# prints why.
 echo
 echo "==> write with K slow consumers (K = ${slow_counts[*]}): median of $runs runs;" \
     "${flood[*]} --size 64 --messages $slow_messages --slow K"
@@ -335,16 +352,9 @@ echo "    program's msgs/s over its own with no slow consumer"
 only raw uring
 run_programs /dev/null "${flood[@]}" --messages 1 --slow 1
 only ioctx asio uv
-for ((i = 1; i <= runs; i++)); do
-    for k in "${slow_counts[@]}"; do
-        run_programs "$results" "${flood[@]}" --size 64 --messages "$slow_messages" --slow "$k"
-    done
-done
-slow_table "$results" "${names[@]}"
-rm -f "$results"
+interleaved slow_table "${slow_counts[@]/#/--slow }" -- "${flood[@]}" --size 64 --messages "$slow_messages"
 
 # Heap kept per idle connection after a burst.
-results=$(mktemp)
 only ioctx asio uv
 echo
 echo "==> heap per idle connection: median of $runs runs; $idle_connections connections, bursts of" \
@@ -354,12 +364,8 @@ echo "    drained all: live heap bytes (all threads) less those before the conte
 echo "    per-connection objects were made, over $idle_connections (ioctx: descriptor with its private"
 echo "    strand; asio: stream_descriptor, strand, write deque; uv: uv_pipe_t, and one uv_write_t per"
 echo "    message slot); ioctx/peer below 1: ioctx keeps less"
-for ((i = 1; i <= runs; i++)); do
-    run_programs "$results" --connections "$idle_connections" --producers 1 --size 64 \
-        --burst "$idle_burst" --messages $((idle_connections * idle_burst)) --idle-bytes "${pipes[@]}"
-done
-idle_table "$results" "${names[@]}"
-rm -f "$results"
+interleaved idle_table "" -- --connections "$idle_connections" --producers 1 --size 64 \
+    --burst "$idle_burst" --messages $((idle_connections * idle_burst)) --idle-bytes "${pipes[@]}"
 
 # ------------------------------------------------------------------
 # 2. Posting through strands, ioctx against Asio
