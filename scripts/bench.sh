@@ -117,7 +117,10 @@ done
 # sorts a[1..n].  For the tables with a row per program and value of a
 # parameter (K, W): record(col, first, last) files fields first..last of
 # the line under key = program SUBSEP $col, returns the run's number
-# under that key, and keeps each value of $col once in ks[1..nk].
+# under that key, and keeps each value of $col once in ks[1..nk]; then
+# rows(order) lists the rows, by value and, within a value, in the order
+# of the blank-separated program names that have results, in
+# row_name[1..n] and row_value[1..n], and returns n.
 AWK_STATS='
     function sort_numbers(a, n,    i, j, t) {
         for (i = 2; i <= n; i++)
@@ -151,6 +154,18 @@ AWK_STATS='
             ks[++nk] = $col + 0
         }
         return c
+    }
+    function rows(order,    n, a, i, nn, nm) {
+        sort_numbers(ks, nk)
+        nn = split(order, nm, " ")
+        n = 0
+        for (a = 1; a <= nk; a++)
+            for (i = 1; i <= nn; i++)
+                if ((nm[i], ks[a]) in count) {
+                    row_name[++n] = nm[i]
+                    row_value[n] = ks[a]
+                }
+        return n
     }
 '
 
@@ -271,27 +286,22 @@ slow_table() {
     awk -v order="$*" "$AWK_STATS"'
         { record(10, 2, 11) }
         END {
-            sort_numbers(ks, nk)
             printf "    %6s %-6s %11s %7s %10s %11s %10s %12s %11s %9s\n", "K", "", "msgs/s", "CPU s", "p99 us",
                    "peak RSS kB", "close ms", "close us/fd", "ioctx/peer", "vs K=0"
-            n = split(order, names, " ")
-            for (a = 1; a <= nk; a++) {
-                k = ks[a]
-                base = ((("ioctx", k) in count)) ? median("ioctx" SUBSEP k, 2) : "na"
-                for (i = 1; i <= n; i++) {
-                    name = names[i]
-                    key = name SUBSEP k
-                    if (!(key in count))
-                        continue
-                    m = median(key, 2)
-                    m0 = ((name, 0) in count) ? median(name SUBSEP 0, 2) : "na"
-                    close_us = median(key, 11)
-                    per_fd = (close_us == "na" || k == 0) ? "na" : close_us / k
-                    printf "    %6d %-6s %s %s %s %s %s %s %11s %9s\n", k, name, cell(11, 0, m),
-                           cell(7, 2, median(key, 4)), cell(10, 1, median(key, 7)), cell(11, 0, median(key, 9)),
-                           cell(10, 2, close_us == "na" ? "na" : close_us / 1000), cell(12, 2, per_fd),
-                           name == "ioctx" ? "" : ratio(base, m), k == 0 ? "" : ratio(m, m0)
-                }
+            n = rows(order)
+            for (r = 1; r <= n; r++) {
+                name = row_name[r]
+                k = row_value[r]
+                key = name SUBSEP k
+                base = (("ioctx", k) in count) ? median("ioctx" SUBSEP k, 2) : "na"
+                m = median(key, 2)
+                m0 = ((name, 0) in count) ? median(name SUBSEP 0, 2) : "na"
+                close_us = median(key, 11)
+                per_fd = (close_us == "na" || k == 0) ? "na" : close_us / k
+                printf "    %6d %-6s %s %s %s %s %s %s %11s %9s\n", k, name, cell(11, 0, m),
+                       cell(7, 2, median(key, 4)), cell(10, 1, median(key, 7)), cell(11, 0, median(key, 9)),
+                       cell(10, 2, close_us == "na" ? "na" : close_us / 1000), cell(12, 2, per_fd),
+                       name == "ioctx" ? "" : ratio(base, m), k == 0 ? "" : ratio(m, m0)
             }
         }' "$file"
 }
