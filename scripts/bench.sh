@@ -12,6 +12,12 @@
 #    messages; ioctx, Asio, libuv, io_uring and raw blocking writev.
 #    Then light load: 1 connection, 1 producer, 1 message in flight, where
 #    the figure that counts is the latency (p99 ratio column).
+#    Then the latency-throughput curve: the 64 B flood (64 connections, 4
+#    producers) with at most W messages in flight per producer, W = 1, 4,
+#    16, 64, 256; per W, each program's msgs/s, p50, p99 and CPU per
+#    message, and ioctx's msgs/s and p99 over the best peer's (Asio,
+#    libuv, io_uring; raw is shown as a reference) and its CPU per message
+#    over Asio's.
 #    Then 4,096 busy connections (64 B messages).
 #    Then slow consumers (--slow K, K = 0, 2,000, 8,000): beside the 64 B
 #    flood, K connections with 4 KiB buffers whose readers never read,
@@ -79,6 +85,9 @@ write_impls=(
 # size:messages per producer (~0.5-2 s a run on 2 cores)
 scenarios=(64:125000 4096:50000 1048576:250)
 light_messages=20000
+# window W:messages per producer, more as W lets more through, for about
+# 0.3-2 s a run (some 80k msgs/s at W = 1, up to 2M at W = 256)
+curve=(1:15000 4:25000 16:50000 64:100000 256:125000)
 many_connections=4096
 many_messages=125000
 slow_counts=(0 2000 8000)
@@ -87,6 +96,7 @@ idle_connections=8000
 if [ "$quick" -eq 1 ]; then
     scenarios=(64:12500 4096:5000 1048576:25)
     light_messages=2000
+    curve=(1:1500 4:2500 16:5000 64:10000 256:12500)
     many_connections=512
     many_messages=12500
     slow_counts=(0 200 800)
@@ -306,6 +316,69 @@ slow_table() {
         }' "$file"
 }
 
+# curve_table RESULTS NAMES... : per window W (field 13) and program, the
+# medians of msgs/s, p50, p99 and CPU per message (CPU s over the run's
+# messages, field 14, in us); for ioctx, its msgs/s over the best peer's,
+# its p99 over the lowest peer p99, and its CPU per message over Asio's.
+# The peers are asio, uv and uring: raw writes synchronously from the
+# producers, a reference rather than a peer.
+curve_table() {
+    local file=$1
+    shift
+    awk -v order="$*" -v peers="asio uv uring" "$AWK_STATS"'
+        # best(w, col, sign): the peer whose median of col at W = w is the
+        # highest (sign 1) or the lowest (sign -1); "" if none has one.
+        function best(w, col, sign,    i, m, b, v) {
+            b = ""
+            for (i = 1; i <= npeers; i++) {
+                if (!((peer[i], w) in count))
+                    continue
+                m = median(peer[i] SUBSEP w, col)
+                if (m != "na" && (b == "" || m * sign > v * sign)) {
+                    b = peer[i]
+                    v = m
+                }
+            }
+            return b
+        }
+        # against(w, x, other, col): x over the median of col of program
+        # other at W = w, followed by other, e.g. "2.47 uring"; "" if
+        # either is unknown.
+        function against(w, x, other, col,    r) {
+            if (other == "" || !((other, w) in count))
+                return ""
+            r = ratio(x, median(other SUBSEP w, col))
+            return r == "" ? "" : r " " other
+        }
+        {
+            c = record(13, 2, 14)
+            val[$1 SUBSEP ($13 + 0), c, 15] = $4 * 1e6 / $14
+        }
+        END {
+            npeers = split(peers, peer, " ")
+            printf "    %5s %-6s %11s %9s %10s %10s  %-13s %-13s %-10s\n", "W", "", "msgs/s", "p50 us", "p99 us",
+                   "CPU us/msg", "ioctx/best", "p99/best", "CPU/asio"
+            n = rows(order)
+            for (r = 1; r <= n; r++) {
+                name = row_name[r]
+                w = row_value[r]
+                key = name SUBSEP w
+                m = median(key, 2)
+                m99 = median(key, 7)
+                cpu = median(key, 15)
+                vs_best = vs_best99 = vs_asio = ""
+                if (name == "ioctx") {
+                    vs_best = against(w, m, best(w, 2, 1), 2)
+                    vs_best99 = against(w, m99, best(w, 7, -1), 7)
+                    vs_asio = against(w, cpu, "asio", 15)
+                }
+                printf "    %5d %-6s %s %s %s %s  %-13s %-13s %-10s\n", w, name, cell(11, 0, m),
+                       cell(9, 1, median(key, 6)), cell(10, 1, m99), cell(10, 3, cpu),
+                       vs_best, vs_best99, vs_asio
+            }
+        }' "$file"
+}
+
 # idle_table RESULTS NAMES... : the median bytes per connection (field
 # 12) of each program, and ioctx's over each peer's.
 idle_table() {
@@ -345,6 +418,26 @@ for scenario in "${scenarios[@]}"; do
 done
 write_scenario "light load: 64 B messages one at a time, $light_messages a run" \
     "${light[@]}" --size 64 --messages "$light_messages"
+# The latency-throughput curve: every W in one results file, runs
+# interleaved over W and programs.
+curve_scenario() {
+    local entry windows=() variants=()
+    for entry in "${curve[@]}"; do
+        windows+=("${entry%%:*}")
+        variants+=("--window ${entry%%:*} --messages ${entry##*:}")
+    done
+    only "${names[@]}"
+    echo
+    echo "==> latency-throughput curve (W = ${windows[*]}): median of $runs runs;" \
+        "${flood[*]} --size 64 --window W --messages M (per producer: W:M = ${curve[*]})"
+    echo "    at most W messages in flight per producer; msgs/s, p50/p99 us as above; CPU us/msg: CPU s"
+    echo "    (the whole process) over the run's messages, in microseconds per message"
+    echo "    ioctx/best: ioctx's msgs/s over the best peer's (asio, uv, uring; raw, synchronous, is only"
+    echo "      a reference; below 1: ioctx is slower); p99/best: ioctx's p99 over the lowest peer p99"
+    echo "      (below 1: ioctx is faster); CPU/asio: ioctx's CPU us/msg over Asio's (below 1: cheaper)"
+    interleaved curve_table "${variants[@]}" -- "${flood[@]}" --size 64
+}
+curve_scenario
 write_scenario "$many_connections busy connections, 64 B messages, $((4 * many_messages)) a run" \
     "${many[@]}" --size 64 --messages "$many_messages"
 
