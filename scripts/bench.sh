@@ -12,6 +12,12 @@
 #    messages; ioctx, Asio, libuv, io_uring and raw blocking writev.
 #    Then light load: 1 connection, 1 producer, 1 message in flight, where
 #    the figure that counts is the latency (p99 ratio column).
+#    Then the latency-throughput curve: the 64 B flood (64 connections, 4
+#    producers) with at most W messages in flight per producer, W = 1, 4,
+#    16, 64, 256; per W, each program's msgs/s, p50, p99 and CPU per
+#    message, and ioctx's msgs/s and p99 over the best peer's (Asio,
+#    libuv, io_uring; raw is shown as a reference) and its CPU per message
+#    over Asio's.
 #    Then 4,096 busy connections (64 B messages).
 #    Then slow consumers (--slow K, K = 0, 2,000, 8,000): beside the 64 B
 #    flood, K connections with 4 KiB buffers whose readers never read,
@@ -79,6 +85,9 @@ write_impls=(
 # size:messages per producer (~0.5-2 s a run on 2 cores)
 scenarios=(64:125000 4096:50000 1048576:250)
 light_messages=20000
+# window W:messages per producer, more as W lets more through, for about
+# 0.3-2 s a run (some 80k msgs/s at W = 1, up to 2M at W = 256)
+curve=(1:15000 4:25000 16:50000 64:100000 256:125000)
 many_connections=4096
 many_messages=125000
 slow_counts=(0 2000 8000)
@@ -87,6 +96,7 @@ idle_connections=8000
 if [ "$quick" -eq 1 ]; then
     scenarios=(64:12500 4096:5000 1048576:25)
     light_messages=2000
+    curve=(1:1500 4:2500 16:5000 64:10000 256:12500)
     many_connections=512
     many_messages=12500
     slow_counts=(0 200 800)
@@ -110,25 +120,62 @@ for entry in "${write_impls[@]}"; do
     fi
 done
 
-# The awk functions every table uses: median(key, col) of the values
-# val[key, 1..count[key], col] that are not "na" ("na" if none), and
-# cell(width, prec, x), a number or "n/a" printed in width.
+# The awk functions the tables share: median(key, col) of the values
+# val[key, 1..count[key], col] that are not "na" ("na" if none);
+# cell(width, prec, x), a number or "n/a" printed in width; ratio(a, b),
+# a / b with 2 decimals, or "" if either is unknown; sort_numbers(a, n)
+# sorts a[1..n].  For the tables with a row per program and value of a
+# parameter (K, W): record(col, first, last) files fields first..last of
+# the line under key = program SUBSEP $col, returns the run's number
+# under that key, and keeps each value of $col once in ks[1..nk]; then
+# rows(order) lists the rows, by value and, within a value, in the order
+# of the blank-separated program names that have results, in
+# row_name[1..n] and row_value[1..n], and returns n.
 AWK_STATS='
-    function median(key, col,    n, i, j, v, t) {
+    function sort_numbers(a, n,    i, j, t) {
+        for (i = 2; i <= n; i++)
+            for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+                t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+            }
+    }
+    function median(key, col,    n, i, v) {
         n = 0
         for (i = 1; i <= count[key]; i++)
             if (val[key, i, col] != "na")
                 v[++n] = val[key, i, col] + 0
         if (n == 0)
             return "na"
-        for (i = 2; i <= n; i++)
-            for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
-                t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
-            }
+        sort_numbers(v, n)
         return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
     }
     function cell(width, prec, x) {
         return x == "na" ? sprintf("%" width "s", "n/a") : sprintf("%" width "." prec "f", x)
+    }
+    function ratio(a, b) {
+        return (a == "na" || b == "na" || b == 0) ? "" : sprintf("%.2f", a / b)
+    }
+    function record(col, first, last,    key, c, k) {
+        key = $1 SUBSEP ($col + 0)
+        c = ++count[key]
+        for (k = first; k <= last; k++)
+            val[key, c, k] = $k
+        if (!(($col + 0) in seen)) {
+            seen[$col + 0] = 1
+            ks[++nk] = $col + 0
+        }
+        return c
+    }
+    function rows(order,    n, a, i, nn, nm) {
+        sort_numbers(ks, nk)
+        nn = split(order, nm, " ")
+        n = 0
+        for (a = 1; a <= nk; a++)
+            for (i = 1; i <= nn; i++)
+                if ((nm[i], ks[a]) in count) {
+                    row_name[++n] = nm[i]
+                    row_value[n] = ks[a]
+                }
+        return n
     }
 '
 
@@ -151,13 +198,13 @@ table() {
                     continue
                 m = median(name, 2)
                 m99 = median(name, 7)
-                ratio = (name == "ioctx" || base == "na" || m == "na" || m == 0) ? "" : sprintf("%.2f", base / m)
-                ratio99 = (name == "ioctx" || name == "raw" || base99 == "na" || m99 == "na" || m99 == 0) ? "" : sprintf("%.2f", base99 / m99)
+                vs_peer = name == "ioctx" ? "" : ratio(base, m)
+                vs_peer99 = (name == "ioctx" || name == "raw") ? "" : ratio(base99, m99)
                 printf "    %-6s %s %s %s %s %s %s %s %s %11s %10s\n", name,
                        cell(11, 0, m), cell(9, 1, median(name, 3)), cell(7, 2, median(name, 4)),
                        cell(10, 3, median(name, 5)), cell(9, 1, median(name, 6)),
                        cell(10, 1, m99), cell(10, 3, median(name, 8)),
-                       cell(11, 0, median(name, 9)), ratio, ratio99
+                       cell(11, 0, median(name, 9)), vs_peer, vs_peer99
             }
         }' "$file"
 }
@@ -206,20 +253,38 @@ only() {
     return 0
 }
 
+# interleaved TABLE VARIANT... -- ARGS... : $runs rounds, each running
+# every live program once with ARGS and each VARIANT (more arguments,
+# split at blanks; "" for none), all into one results file, so that noise
+# hits every variant and program alike; then TABLE RESULTS NAMES...
+interleaved() {
+    local table=$1 results i variant variants=()
+    shift
+    while [ "$1" != -- ]; do
+        variants+=("$1")
+        shift
+    done
+    shift
+    results=$(mktemp)
+    for ((i = 1; i <= runs; i++)); do
+        for variant in "${variants[@]}"; do
+            # shellcheck disable=SC2086 # a variant is several arguments, or none
+            run_programs "$results" "$@" $variant
+        done
+    done
+    "$table" "$results" "${names[@]}"
+    rm -f "$results"
+}
+
 # write_scenario TITLE ARGS... : runs every program with ARGS, interleaved,
 # and prints the table.
 write_scenario() {
-    local title=$1 results i
+    local title=$1
     shift
-    results=$(mktemp)
     only "${names[@]}"
     echo
     echo "==> write, $title: median of $runs runs; $*"
-    for ((i = 1; i <= runs; i++)); do
-        run_programs "$results" "$@"
-    done
-    table "$results" "${names[@]}"
-    rm -f "$results"
+    interleaved table "" -- "$@"
 }
 
 # slow_table RESULTS NAMES... : per K (field 10) and program, the medians
@@ -229,44 +294,87 @@ slow_table() {
     local file=$1
     shift
     awk -v order="$*" "$AWK_STATS"'
-        function ratio(a, b) {
-            return (a == "na" || b == "na" || b == 0) ? "" : sprintf("%.2f", a / b)
-        }
-        {
-            key = $1 SUBSEP $10
-            c = ++count[key]
-            for (k = 2; k <= 11; k++)
-                val[key, c, k] = $k
-            if (!(($10 + 0) in seen)) {
-                seen[$10 + 0] = 1
-                ks[++nk] = $10 + 0
-            }
-        }
+        { record(10, 2, 11) }
         END {
-            for (i = 2; i <= nk; i++)
-                for (j = i; j > 1 && ks[j - 1] > ks[j]; j--) {
-                    t = ks[j]; ks[j] = ks[j - 1]; ks[j - 1] = t
-                }
             printf "    %6s %-6s %11s %7s %10s %11s %10s %12s %11s %9s\n", "K", "", "msgs/s", "CPU s", "p99 us",
                    "peak RSS kB", "close ms", "close us/fd", "ioctx/peer", "vs K=0"
-            n = split(order, names, " ")
-            for (a = 1; a <= nk; a++) {
-                k = ks[a]
-                base = ((("ioctx", k) in count)) ? median("ioctx" SUBSEP k, 2) : "na"
-                for (i = 1; i <= n; i++) {
-                    name = names[i]
-                    key = name SUBSEP k
-                    if (!(key in count))
-                        continue
-                    m = median(key, 2)
-                    m0 = ((name, 0) in count) ? median(name SUBSEP 0, 2) : "na"
-                    close_us = median(key, 11)
-                    per_fd = (close_us == "na" || k == 0) ? "na" : close_us / k
-                    printf "    %6d %-6s %s %s %s %s %s %s %11s %9s\n", k, name, cell(11, 0, m),
-                           cell(7, 2, median(key, 4)), cell(10, 1, median(key, 7)), cell(11, 0, median(key, 9)),
-                           cell(10, 2, close_us == "na" ? "na" : close_us / 1000), cell(12, 2, per_fd),
-                           name == "ioctx" ? "" : ratio(base, m), k == 0 ? "" : ratio(m, m0)
+            n = rows(order)
+            for (r = 1; r <= n; r++) {
+                name = row_name[r]
+                k = row_value[r]
+                key = name SUBSEP k
+                base = (("ioctx", k) in count) ? median("ioctx" SUBSEP k, 2) : "na"
+                m = median(key, 2)
+                m0 = ((name, 0) in count) ? median(name SUBSEP 0, 2) : "na"
+                close_us = median(key, 11)
+                per_fd = (close_us == "na" || k == 0) ? "na" : close_us / k
+                printf "    %6d %-6s %s %s %s %s %s %s %11s %9s\n", k, name, cell(11, 0, m),
+                       cell(7, 2, median(key, 4)), cell(10, 1, median(key, 7)), cell(11, 0, median(key, 9)),
+                       cell(10, 2, close_us == "na" ? "na" : close_us / 1000), cell(12, 2, per_fd),
+                       name == "ioctx" ? "" : ratio(base, m), k == 0 ? "" : ratio(m, m0)
+            }
+        }' "$file"
+}
+
+# curve_table RESULTS NAMES... : per window W (field 13) and program, the
+# medians of msgs/s, p50, p99 and CPU per message (CPU s over the run's
+# messages, field 14, in us); for ioctx, its msgs/s over the best peer's,
+# its p99 over the lowest peer p99, and its CPU per message over Asio's.
+# The peers are asio, uv and uring: raw writes synchronously from the
+# producers, a reference rather than a peer.
+curve_table() {
+    local file=$1
+    shift
+    awk -v order="$*" -v peers="asio uv uring" "$AWK_STATS"'
+        # best(w, col, sign): the peer whose median of col at W = w is the
+        # highest (sign 1) or the lowest (sign -1); "" if none has one.
+        function best(w, col, sign,    i, m, b, v) {
+            b = ""
+            for (i = 1; i <= npeers; i++) {
+                if (!((peer[i], w) in count))
+                    continue
+                m = median(peer[i] SUBSEP w, col)
+                if (m != "na" && (b == "" || m * sign > v * sign)) {
+                    b = peer[i]
+                    v = m
                 }
+            }
+            return b
+        }
+        # against(w, x, other, col): x over the median of col of program
+        # other at W = w, followed by other, e.g. "2.47 uring"; "" if
+        # either is unknown.
+        function against(w, x, other, col,    r) {
+            if (other == "" || !((other, w) in count))
+                return ""
+            r = ratio(x, median(other SUBSEP w, col))
+            return r == "" ? "" : r " " other
+        }
+        {
+            c = record(13, 2, 14)
+            val[$1 SUBSEP ($13 + 0), c, 15] = $4 * 1e6 / $14
+        }
+        END {
+            npeers = split(peers, peer, " ")
+            printf "    %5s %-6s %11s %9s %10s %10s  %-13s %-13s %-10s\n", "W", "", "msgs/s", "p50 us", "p99 us",
+                   "CPU us/msg", "ioctx/best", "p99/best", "CPU/asio"
+            n = rows(order)
+            for (r = 1; r <= n; r++) {
+                name = row_name[r]
+                w = row_value[r]
+                key = name SUBSEP w
+                m = median(key, 2)
+                m99 = median(key, 7)
+                cpu = median(key, 15)
+                vs_best = vs_best99 = vs_asio = ""
+                if (name == "ioctx") {
+                    vs_best = against(w, m, best(w, 2, 1), 2)
+                    vs_best99 = against(w, m99, best(w, 7, -1), 7)
+                    vs_asio = against(w, cpu, "asio", 15)
+                }
+                printf "    %5d %-6s %s %s %s %s  %-13s %-13s %-10s\n", w, name, cell(11, 0, m),
+                       cell(9, 1, median(key, 6)), cell(10, 1, m99), cell(10, 3, cpu),
+                       vs_best, vs_best99, vs_asio
             }
         }' "$file"
 }
@@ -287,8 +395,8 @@ idle_table() {
                 if (!count[name])
                     continue
                 m = median(name, 12)
-                r = (name == "ioctx" || base == "na" || m == "na" || m == 0) ? "" : sprintf("%.2f", base / m)
-                printf "    %-6s %12s %11s\n", name, m == "na" ? "n/a" : sprintf("%.0f", m), r
+                printf "    %-6s %12s %11s\n", name, m == "na" ? "n/a" : sprintf("%.0f", m),
+                       name == "ioctx" ? "" : ratio(base, m)
             }
         }' "$file"
 }
@@ -310,13 +418,32 @@ for scenario in "${scenarios[@]}"; do
 done
 write_scenario "light load: 64 B messages one at a time, $light_messages a run" \
     "${light[@]}" --size 64 --messages "$light_messages"
+# The latency-throughput curve: every W in one results file, runs
+# interleaved over W and programs.
+curve_scenario() {
+    local entry windows=() variants=()
+    for entry in "${curve[@]}"; do
+        windows+=("${entry%%:*}")
+        variants+=("--window ${entry%%:*} --messages ${entry##*:}")
+    done
+    only "${names[@]}"
+    echo
+    echo "==> latency-throughput curve (W = ${windows[*]}): median of $runs runs;" \
+        "${flood[*]} --size 64 --window W --messages M (per producer: W:M = ${curve[*]})"
+    echo "    at most W messages in flight per producer; msgs/s, p50/p99 us as above; CPU us/msg: CPU s"
+    echo "    (the whole process) over the run's messages, in microseconds per message"
+    echo "    ioctx/best: ioctx's msgs/s over the best peer's (asio, uv, uring; raw, synchronous, is only"
+    echo "      a reference; below 1: ioctx is slower); p99/best: ioctx's p99 over the lowest peer p99"
+    echo "      (below 1: ioctx is faster); CPU/asio: ioctx's CPU us/msg over Asio's (below 1: cheaper)"
+    interleaved curve_table "${variants[@]}" -- "${flood[@]}" --size 64
+}
+curve_scenario
 write_scenario "$many_connections busy connections, 64 B messages, $((4 * many_messages)) a run" \
     "${many[@]}" --size 64 --messages "$many_messages"
 
 # Slow consumers: every K in one results file, runs interleaved over K
-# and programs, so that noise hits each K alike.  raw and io_uring sit
-# out --slow: one short run each only prints why.
-results=$(mktemp)
+# and programs.  raw and io_uring sit out --slow: one short run each only
+# prints why.
 echo
 echo "==> write with K slow consumers (K = ${slow_counts[*]}): median of $runs runs;" \
     "${flood[*]} --size 64 --messages $slow_messages --slow K"
@@ -328,16 +455,9 @@ echo "    program's msgs/s over its own with no slow consumer"
 only raw uring
 run_programs /dev/null "${flood[@]}" --messages 1 --slow 1
 only ioctx asio uv
-for ((i = 1; i <= runs; i++)); do
-    for k in "${slow_counts[@]}"; do
-        run_programs "$results" "${flood[@]}" --size 64 --messages "$slow_messages" --slow "$k"
-    done
-done
-slow_table "$results" "${names[@]}"
-rm -f "$results"
+interleaved slow_table "${slow_counts[@]/#/--slow }" -- "${flood[@]}" --size 64 --messages "$slow_messages"
 
 # Heap kept per idle connection after a burst.
-results=$(mktemp)
 only ioctx asio uv
 echo
 echo "==> heap per idle connection: median of $runs runs; $idle_connections connections, bursts of" \
@@ -347,12 +467,8 @@ echo "    drained all: live heap bytes (all threads) less those before the conte
 echo "    per-connection objects were made, over $idle_connections (ioctx: descriptor with its private"
 echo "    strand; asio: stream_descriptor, strand, write deque; uv: uv_pipe_t, and one uv_write_t per"
 echo "    message slot); ioctx/peer below 1: ioctx keeps less"
-for ((i = 1; i <= runs; i++)); do
-    run_programs "$results" --connections "$idle_connections" --producers 1 --size 64 \
-        --burst "$idle_burst" --messages $((idle_connections * idle_burst)) --idle-bytes "${pipes[@]}"
-done
-idle_table "$results" "${names[@]}"
-rm -f "$results"
+interleaved idle_table "" -- --connections "$idle_connections" --producers 1 --size 64 \
+    --burst "$idle_burst" --messages $((idle_connections * idle_burst)) --idle-bytes "${pipes[@]}"
 
 # ------------------------------------------------------------------
 # 2. Posting through strands, ioctx against Asio

@@ -146,23 +146,34 @@ void tu_latch_destroy(struct tu_latch *l)
 /* other threads' state                                                */
 /* ------------------------------------------------------------------ */
 
-char tu_thread_state(pid_t tid)
+const char *tu_thread_stat(pid_t tid, char *buf, size_t size)
 {
-    char path[64], buf[512], *close_paren;
+    char path[64], *close_paren;
     FILE *f;
     size_t n;
 
     snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
     f = fopen(path, "r");
     if (f == NULL)
-        return 0;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
+        return NULL;
+    n = fread(buf, 1, size - 1, f);
     fclose(f);
     buf[n] = '\0';
+    /* The name, in parentheses, may itself hold blanks and parentheses. */
     close_paren = strrchr(buf, ')');
     if (close_paren == NULL || close_paren[1] == '\0' || close_paren[2] == '\0')
+        return NULL;
+    return close_paren + 2;
+}
+
+char tu_thread_state(pid_t tid)
+{
+    char buf[512];
+    const char *fields = tu_thread_stat(tid, buf, sizeof(buf));
+
+    if (fields == NULL)
         return 0;
-    return close_paren[2] == 'Z' || close_paren[2] == 'X' ? 0 : close_paren[2];
+    return fields[0] == 'Z' || fields[0] == 'X' ? 0 : fields[0];
 }
 
 bool tu_wait_sleeping(pid_t tid, atomic_bool *gone)

@@ -117,6 +117,11 @@ void tu_ungate_sendmsg(void);
 /* other threads' state, from /proc                                    */
 /* ------------------------------------------------------------------ */
 
+/* The fields of /proc/self/task/TID/stat after the thread's name (the
+ * state first, as proc(5) numbers them from 3), read into buf; NULL if
+ * there is no such thread. */
+const char *tu_thread_stat(pid_t tid, char *buf, size_t size);
+
 /* 'S' while the thread sleeps in the kernel (a futex wait, say), 'R' while
  * it runs, 0 once it has exited. */
 char tu_thread_state(pid_t tid);

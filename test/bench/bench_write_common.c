@@ -938,9 +938,9 @@ int bw_report(struct bw_bench *b, long long writes)
     format_or_na(close_us, sizeof(close_us), "%.1f", s->close_seconds * 1e6, b->o.slow > 0);
     format_or_na(idle, sizeof(idle), "%.0f", (double)live / bw_conns(b),
                  b->o.idle_bytes && bench_counting_available());
-    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld %u %s %s\n", b->name, total / elapsed,
+    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld %u %s %s %u %lu\n", b->name, total / elapsed,
            total * (double)b->o.size / elapsed / 1e6, cpu, wpm, p50, p99, mpo, s->ru1.ru_maxrss,
-           b->o.slow, close_us, idle);
+           b->o.slow, close_us, idle, b->o.window, s->total);
     fflush(stdout);
     return 0;
 }
