@@ -104,34 +104,16 @@ static void describe_busy_threads(char *out, size_t size, const struct thread_cp
     }
 }
 
-/* Two workers, two threads in run kept there by a unit of work, one
- * descriptor on a socketpair that has written once and has nothing
- * pending: over a second, the whole process uses less than 1% of a core. */
-START_TEST(idle_context_uses_no_cpu)
+/* Waits until the two run threads sleep and the workers' watches have
+ * expired, then measures the whole process over a second: it must use
+ * less than 1% of a core. */
+static void assert_idle(struct tu_runner *runners)
 {
-    static const char message[] = "one write, so that the workers have been busy once";
-    char got[sizeof(message)];
     struct thread_cpu before[IDLE_MAX_THREADS], after[IDLE_MAX_THREADS];
-    struct tu_runner runners[2];
     pid_t runner_tids[2];
-    struct tu_result written;
-    struct tu_latch handled;
-    struct tu_stream s;
     double cpu0, cpu;
     int nbefore, nafter;
     char busy[512];
-
-    tu_stream_open(&s, TU_SOCKETPAIR, 2);
-    io_context_work_started(s.ctx);
-    tu_runners_start(runners, 2, s.ctx);
-    tu_results_init(&written, 1);
-    tu_latch_init(&handled, 1);
-    written.done = &handled;
-    ck_assert_int_eq(tu_write_all(s.d, message, sizeof(message), &written), 0);
-    ck_assert_msg(tu_latch_wait_for(&handled, TU_WAIT_S), "the write's handler did not run");
-    tu_assert_result(&written, 0, sizeof(message));
-    tu_read_exactly(s.peer, got, sizeof(got));
-    ck_assert_mem_eq(got, message, sizeof(message));
 
     for (int i = 0; i < 2; i++) {
         runner_tids[i] = tu_runner_tid(&runners[i]);
@@ -153,6 +135,33 @@ START_TEST(idle_context_uses_no_cpu)
     ck_assert_msg(cpu < IDLE_CPU_LIMIT_S,
                   "an idle context used %.4f s of CPU in %d ms; threads with CPU ticks (of %ld/s):%s",
                   cpu, IDLE_MEASURE_MS, sysconf(_SC_CLK_TCK), busy);
+}
+
+/* Two workers, two threads in run kept there by a unit of work, one
+ * descriptor on a socketpair that has written once and has nothing
+ * pending: over a second, the whole process uses less than 1% of a core. */
+START_TEST(idle_context_uses_no_cpu)
+{
+    static const char message[] = "one write, so that the workers have been busy once";
+    char got[sizeof(message)];
+    struct tu_runner runners[2];
+    struct tu_result written;
+    struct tu_latch handled;
+    struct tu_stream s;
+
+    tu_stream_open(&s, TU_SOCKETPAIR, 2);
+    io_context_work_started(s.ctx);
+    tu_runners_start(runners, 2, s.ctx);
+    tu_results_init(&written, 1);
+    tu_latch_init(&handled, 1);
+    written.done = &handled;
+    ck_assert_int_eq(tu_write_all(s.d, message, sizeof(message), &written), 0);
+    ck_assert_msg(tu_latch_wait_for(&handled, TU_WAIT_S), "the write's handler did not run");
+    tu_assert_result(&written, 0, sizeof(message));
+    tu_read_exactly(s.peer, got, sizeof(got));
+    ck_assert_mem_eq(got, message, sizeof(message));
+
+    assert_idle(runners);
 
     io_context_work_finished(s.ctx);
     ck_assert_uint_eq(tu_runners_join(runners, 2), 1);
@@ -161,7 +170,52 @@ START_TEST(idle_context_uses_no_cpu)
 }
 END_TEST
 
+static void count_wait(void *arg, int error)
+{
+    ck_assert_int_eq(error, ECANCELED);
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* The same with 1,000 timer waits due in an hour and a write stuck on a
+ * full socket under an hour's send timeout: the workers sleep until the
+ * earliest expiry, and nothing wakes periodically meanwhile. */
+START_TEST(idle_context_with_far_off_timers_uses_no_cpu)
+{
+    enum { TIMERS = 1000 };
+    const uint64_t hour = 3600ull * 1000 * 1000 * 1000;
+    io_timer *timers[TIMERS];
+    struct tu_runner runners[2];
+    struct tu_result stuck;
+    struct tu_stream s;
+    atomic_int cancelled;
+
+    atomic_init(&cancelled, 0);
+    tu_stream_open(&s, TU_SMALL_SOCKETPAIR, 2);
+    tu_fill_socket(s.fd);
+    tu_results_init(&stuck, 1);
+    ck_assert_int_eq(io_descriptor_set_send_timeout(s.d, hour), 0);
+    ck_assert_int_eq(tu_write_some(s.d, "x", 1, &stuck), 0);
+    for (int i = 0; i < TIMERS; i++) {
+        ck_assert_int_eq(io_timer_create(s.ctx, NULL, &timers[i]), 0);
+        io_timer_expires_after(timers[i], hour + (uint64_t)i * 1000);
+        ck_assert_int_eq(io_timer_async_wait(timers[i], count_wait, &cancelled, NULL), 0);
+    }
+    tu_runners_start(runners, 2, s.ctx);
+
+    assert_idle(runners);
+
+    for (int i = 0; i < TIMERS; i++)
+        io_timer_destroy(timers[i]);
+    ck_assert_int_eq(io_descriptor_cancel(s.d), 0);
+    ck_assert_uint_eq(tu_runners_join(runners, 2), TIMERS + 1);
+    ck_assert_int_eq(tu_int(&cancelled), TIMERS);
+    tu_assert_result(&stuck, ECANCELED, 0);
+    tu_stream_close(&s);
+}
+END_TEST
+
 void tu_add_tests(Suite *s)
 {
-    tu_add_tcase(s, "idle", TU_TESTS(idle_context_uses_no_cpu));
+    tu_add_tcase(s, "idle", TU_TESTS(idle_context_uses_no_cpu,
+                                     idle_context_with_far_off_timers_uses_no_cpu));
 }
