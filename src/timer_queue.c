@@ -100,7 +100,7 @@ static struct io_timer_entry **swap_array_locked(struct io_timer_queue *q,
     struct io_timer_entry **old = q->heap;
 
     if (q->count > 0)
-        memcpy(array, q->heap, q->count * sizeof(*array));
+        memcpy(array, q->heap, q->count * sizeof(struct io_timer_entry *));
     q->heap = array;
     q->capacity = capacity;
     return old;
