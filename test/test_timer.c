@@ -203,7 +203,7 @@ START_TEST(expired_waits_complete_in_expiry_then_start_order)
     struct wait_rec r[N];
     int order[N];
     struct wait_log log = { .order = order };
-    uint64_t base = io_clock_now() + 20 * MS;
+    uint64_t base = io_clock_now() + 200 * MS;     /* all started by then, even under TSan */
 
     recs_init(r, N);
     for (int i = 0; i < N; i++) {
@@ -443,7 +443,9 @@ START_TEST(destroy_cancels_and_may_be_called_from_a_handler)
     ck_assert_int_eq(wait_on(b, &rb[1], NULL), 0);
     rc.destroy = b;
     ck_assert_int_eq(wait_on(c, &rc, NULL), 0);
-    /* d's first handler destroys d; the second is already queued. */
+    /* d's first handler destroys d; the second, due too, has expired by
+     * then or is cancelled by that destroy (a cancel racing the expiry):
+     * either way it runs once, after d's handle is gone. */
     rd[0].destroy = d;
     ck_assert_int_eq(wait_on(d, &rd[0], NULL), 0);
     ck_assert_int_eq(wait_on(d, &rd[1], NULL), 0);
@@ -454,7 +456,8 @@ START_TEST(destroy_cancels_and_may_be_called_from_a_handler)
     assert_ran_once(&rb[1], ECANCELED);
     assert_ran_once(&rc, 0);
     assert_ran_once(&rd[0], 0);
-    assert_ran_once(&rd[1], 0);
+    ck_assert_int_eq(tu_int(&rd[1].calls), 1);
+    ck_assert(tu_int(&rd[1].error) == 0 || tu_int(&rd[1].error) == ECANCELED);
     io_timer_destroy(c);
     io_strand_destroy(strand);
     tu_destroy_context(ctx);
