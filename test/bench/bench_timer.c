@@ -15,7 +15,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include "bench_common.h"
@@ -104,7 +103,7 @@ static int measure_lateness(struct bench *b)
 
 static int measure_cancel(struct bench *b)
 {
-    double t0 = bt_now(), c0 = bt_cpu();
+    double t0 = bench_now(), c0 = bt_cpu();
     unsigned long not_cancelled = 0;
 
     for (unsigned long i = 0; i < b->o.ops; i++) {
@@ -116,7 +115,7 @@ static int measure_cancel(struct bench *b)
         not_cancelled += io_timer_cancel(t) != 1;
     }
     wait_done(b);
-    bt_report_cancel("ioctx", &b->o, bt_now() - t0, bt_cpu() - c0);
+    bt_report_cancel("ioctx", &b->o, bench_now() - t0, bt_cpu() - c0);
     if (not_cancelled != 0)
         fprintf(stderr, "ioctx: %lu waits were not cancelled\n", not_cancelled);
     return not_cancelled != 0;
@@ -129,11 +128,11 @@ static int measure_idle(struct bench *b)
 
     if (start_far(b, b->measured, BT_CANCELLED_NS) != 0)
         return 1;
-    t0 = bt_now();
+    t0 = bench_now();
     c0 = bt_cpu();
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         continue;
-    bt_report_idle("ioctx", &b->o, bt_now() - t0, bt_cpu() - c0);
+    bt_report_idle("ioctx", &b->o, bench_now() - t0, bt_cpu() - c0);
     return 0;
 }
 

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 static const struct {
     const char *name;
@@ -77,14 +76,6 @@ uint64_t bt_background_ns(uint64_t *state)
 uint64_t bt_measured_ns(uint64_t *state)
 {
     return 1000000 + bt_random(state) % 1000000;
-}
-
-double bt_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 double bt_cpu(void)

@@ -73,9 +73,8 @@ uint64_t bt_background_ns(uint64_t *state);
 /* The delay of the next measured wait: 1 to 2 ms, in nanoseconds. */
 uint64_t bt_measured_ns(uint64_t *state);
 
-/* CLOCK_MONOTONIC in seconds, and the process's CPU time (user + system,
- * every thread) in seconds. */
-double bt_now(void);
+/* The process's CPU time (user + system, every thread) in seconds; the
+ * wall clock is bench_common.h's bench_now(). */
 double bt_cpu(void);
 
 /* Records of the lateness measurement: bt_lateness_init() allocates W

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#include "bench_common.h"
 #include "bench_timer_common.h"
 
 struct bench {
@@ -119,7 +120,7 @@ static void close_all(struct bench *b)
 
 static void measure_cancel(struct bench *b)
 {
-    double t0 = bt_now(), c0 = bt_cpu();
+    double t0 = bench_now(), c0 = bt_cpu();
 
     for (unsigned long i = 0; i < b->o.ops; i++) {
         uv_timer_t *t = &b->set[i % b->o.timers];
@@ -127,7 +128,7 @@ static void measure_cancel(struct bench *b)
         uv_timer_start(t, never, BT_CANCELLED_NS / 1000000, 0);
         uv_timer_stop(t);
     }
-    bt_report_cancel("uv", &b->o, bt_now() - t0, bt_cpu() - c0);
+    bt_report_cancel("uv", &b->o, bench_now() - t0, bt_cpu() - c0);
 }
 
 static void measure_idle(struct bench *b)
@@ -136,10 +137,10 @@ static void measure_idle(struct bench *b)
 
     uv_timer_start(&b->measured, never, BT_CANCELLED_NS / 1000000, 0);
     uv_timer_start(&b->idle, idle_over, b->o.idle_ms, 0);
-    t0 = bt_now();
+    t0 = bench_now();
     c0 = bt_cpu();
     uv_run(&b->loop, UV_RUN_DEFAULT);
-    bt_report_idle("uv", &b->o, bt_now() - t0, bt_cpu() - c0);
+    bt_report_idle("uv", &b->o, bench_now() - t0, bt_cpu() - c0);
 }
 
 int main(int argc, char **argv)
