@@ -35,7 +35,7 @@
 #    expiry; p50, p99, max; 2 run threads, libuv its one loop thread);
 #    the wall and CPU time per start and cancel, 100,000 of them on 1,000
 #    timers, until every cancelled handler has run (libuv: uv_timer_start
-#    and uv_timer_stop, no handler); ioctx's p99 and costs over each
+#    and uv_timer_stop, no handler); ioctx's p50, p99 and costs over each
 #    peer's.  Then the CPU of an idle process with 1,000 far-off waits.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--pipes] [--workers W] [--only S]
