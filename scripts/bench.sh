@@ -28,23 +28,34 @@
 #    Then heap bytes kept per idle connection after bursts of 64 writes
 #    on each of 8,000 connections (ioctx, Asio, libuv).
 # 2. Posting handlers through strands, ioctx against Asio.
+# 3. Timers (test/bench/bench_timer*, bench_timer_common.h): ioctx's
+#    io_timer, Asio's steady_timer and libuv's uv_timer_t, with P = 1,
+#    1,000 and 100,000 timers pending.  The lateness of 2,000 waits run
+#    one after another, 1 to 2 ms ahead (handler's clock minus the
+#    expiry; p50, p99, max; 2 run threads, libuv its one loop thread);
+#    the wall and CPU time per start and cancel, 100,000 of them on 1,000
+#    timers, until every cancelled handler has run (libuv: uv_timer_start
+#    and uv_timer_stop, no handler); ioctx's p50, p99 and costs over each
+#    peer's.  Then the CPU of an idle process with 1,000 far-off waits.
 #
-#   scripts/bench.sh [--quick] [--runs N] [--pipes] [--workers W]
-#     --quick    1 run each, a tenth of the messages, K and connections: a fast check
+#   scripts/bench.sh [--quick] [--runs N] [--pipes] [--workers W] [--only S]
+#     --quick    1 run each, a tenth of the messages, K, connections, waits and starts: a fast check
 #     --runs N   runs of each program per scenario (default 5)
 #     --pipes    pipes instead of socketpairs in the write benchmark
 #     --workers  ioctx's worker threads (default 1)
+#     --only S   just one section: write, strand or timer
 set -euo pipefail
 
 IOCTX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$IOCTX_ROOT/scripts/lib.sh"
 
 usage() {
-    sed -n '/^#   scripts\/bench.sh \[/,/^#     --workers/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '/^#   scripts\/bench.sh \[/,/^#     --only/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 }
 
 runs=""
 quick=0
+only_section=""
 workers=1
 pipes=()
 while [ $# -gt 0 ]; do
@@ -53,6 +64,7 @@ while [ $# -gt 0 ]; do
         --runs) runs=${2:?--runs needs a number}; shift 2 ;;
         --pipes) pipes=(--pipes); shift ;;
         --workers) workers=${2:?--workers needs a number}; shift 2 ;;
+        --only) only_section=${2:?--only needs a section}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage; exit 2 ;;
     esac
@@ -60,6 +72,15 @@ done
 if [ -z "$runs" ]; then
     runs=$((quick ? 1 : 5))
 fi
+case $only_section in
+    ""|write|strand|timer) ;;
+    *) echo "unknown section: $only_section" >&2; usage; exit 2 ;;
+esac
+
+# want SECTION: whether that section is to run.
+want() {
+    [ -z "$only_section" ] || [ "$only_section" = "$1" ]
+}
 
 ensure_packages "${IOCTX_BUILD_PACKAGES[@]}" g++ libasio-dev libuv1-dev liburing-dev \
     || echo "warning: could not install every peer; the missing ones are skipped" >&2
@@ -108,17 +129,22 @@ flood=(--connections 64 --producers 4 --run-threads 2 --workers "$workers" "${pi
 light=(--connections 1 --producers 1 --window 1 --run-threads 2 --workers "$workers" "${pipes[@]}")
 many=(--connections "$many_connections" --producers 4 --run-threads 2 --workers "$workers" "${pipes[@]}")
 
-names=()
-programs=()
-for entry in "${write_impls[@]}"; do
-    IFS=: read -r name program packages <<<"$entry"
-    if [ -x "$bin/$program" ]; then
-        names+=("$name")
-        programs+=("$program")
-    else
-        echo "==> $name: skipped, $program was not built (Debian: apt-get install $packages)"
-    fi
-done
+# find_programs NAME:PROGRAM:PACKAGES... : sets names and programs to
+# those of the given programs that were built, and says which were not.
+find_programs() {
+    local entry name program packages
+    names=()
+    programs=()
+    for entry in "$@"; do
+        IFS=: read -r name program packages <<<"$entry"
+        if [ -x "$bin/$program" ]; then
+            names+=("$name")
+            programs+=("$program")
+        else
+            echo "==> $name: skipped, $program was not built (Debian: apt-get install $packages)"
+        fi
+    done
+}
 
 # The awk functions the tables share: median(key, col) of the values
 # val[key, 1..count[key], col] that are not "na" ("na" if none);
@@ -401,74 +427,77 @@ idle_table() {
         }' "$file"
 }
 
-echo
-echo "==> write benchmark: ${#names[@]} programs, interleaved; columns are medians"
-echo "    msgs/s, MB/s: messages (bytes) written and verified by the readers, over the wall time"
-echo "    CPU s: getrusage user+sys of the whole process (readers included) during the run"
-echo "    writes/msg: ioctx, asio, uv: write/writev/sendmsg calls on the connections (interposer;"
-echo "      ioctx: stats.writev_calls where there is none); uring: writev SQEs; raw: its own writev calls"
-echo "    p50/p99 us: submit to completion handler (raw: before the lock to after the writev)"
-echo "    mallocs/op: malloc/calloc/realloc/aligned calls (interposer) during the run, per message"
-echo "    peak RSS kB: getrusage ru_maxrss; ioctx/peer: ioctx's msgs/s over the peer's"
-echo "    p99 ratio: ioctx's p99 over the peer's (below 1: ioctx is faster; raw, synchronous, is left out)"
-for scenario in "${scenarios[@]}"; do
-    size=${scenario%%:*}
-    messages=${scenario##*:}
-    write_scenario "$size B messages, $((4 * messages)) a run" "${flood[@]}" --size "$size" --messages "$messages"
-done
-write_scenario "light load: 64 B messages one at a time, $light_messages a run" \
-    "${light[@]}" --size 64 --messages "$light_messages"
-# The latency-throughput curve: every W in one results file, runs
-# interleaved over W and programs.
-curve_scenario() {
-    local entry windows=() variants=()
-    for entry in "${curve[@]}"; do
-        windows+=("${entry%%:*}")
-        variants+=("--window ${entry%%:*} --messages ${entry##*:}")
-    done
-    only "${names[@]}"
+if want write; then
+    find_programs "${write_impls[@]}"
     echo
-    echo "==> latency-throughput curve (W = ${windows[*]}): median of $runs runs;" \
-        "${flood[*]} --size 64 --window W --messages M (per producer: W:M = ${curve[*]})"
-    echo "    at most W messages in flight per producer; msgs/s, p50/p99 us as above; CPU us/msg: CPU s"
-    echo "    (the whole process) over the run's messages, in microseconds per message"
-    echo "    ioctx/best: ioctx's msgs/s over the best peer's (asio, uv, uring; raw, synchronous, is only"
-    echo "      a reference; below 1: ioctx is slower); p99/best: ioctx's p99 over the lowest peer p99"
-    echo "      (below 1: ioctx is faster); CPU/asio: ioctx's CPU us/msg over Asio's (below 1: cheaper)"
-    interleaved curve_table "${variants[@]}" -- "${flood[@]}" --size 64
-}
-curve_scenario
-write_scenario "$many_connections busy connections, 64 B messages, $((4 * many_messages)) a run" \
-    "${many[@]}" --size 64 --messages "$many_messages"
+    echo "==> write benchmark: ${#names[@]} programs, interleaved; columns are medians"
+    echo "    msgs/s, MB/s: messages (bytes) written and verified by the readers, over the wall time"
+    echo "    CPU s: getrusage user+sys of the whole process (readers included) during the run"
+    echo "    writes/msg: ioctx, asio, uv: write/writev/sendmsg calls on the connections (interposer;"
+    echo "      ioctx: stats.writev_calls where there is none); uring: writev SQEs; raw: its own writev calls"
+    echo "    p50/p99 us: submit to completion handler (raw: before the lock to after the writev)"
+    echo "    mallocs/op: malloc/calloc/realloc/aligned calls (interposer) during the run, per message"
+    echo "    peak RSS kB: getrusage ru_maxrss; ioctx/peer: ioctx's msgs/s over the peer's"
+    echo "    p99 ratio: ioctx's p99 over the peer's (below 1: ioctx is faster; raw, synchronous, is left out)"
+    for scenario in "${scenarios[@]}"; do
+        size=${scenario%%:*}
+        messages=${scenario##*:}
+        write_scenario "$size B messages, $((4 * messages)) a run" "${flood[@]}" --size "$size" --messages "$messages"
+    done
+    write_scenario "light load: 64 B messages one at a time, $light_messages a run" \
+        "${light[@]}" --size 64 --messages "$light_messages"
+    # The latency-throughput curve: every W in one results file, runs
+    # interleaved over W and programs.
+    curve_scenario() {
+        local entry windows=() variants=()
+        for entry in "${curve[@]}"; do
+            windows+=("${entry%%:*}")
+            variants+=("--window ${entry%%:*} --messages ${entry##*:}")
+        done
+        only "${names[@]}"
+        echo
+        echo "==> latency-throughput curve (W = ${windows[*]}): median of $runs runs;" \
+            "${flood[*]} --size 64 --window W --messages M (per producer: W:M = ${curve[*]})"
+        echo "    at most W messages in flight per producer; msgs/s, p50/p99 us as above; CPU us/msg: CPU s"
+        echo "    (the whole process) over the run's messages, in microseconds per message"
+        echo "    ioctx/best: ioctx's msgs/s over the best peer's (asio, uv, uring; raw, synchronous, is only"
+        echo "      a reference; below 1: ioctx is slower); p99/best: ioctx's p99 over the lowest peer p99"
+        echo "      (below 1: ioctx is faster); CPU/asio: ioctx's CPU us/msg over Asio's (below 1: cheaper)"
+        interleaved curve_table "${variants[@]}" -- "${flood[@]}" --size 64
+    }
+    curve_scenario
+    write_scenario "$many_connections busy connections, 64 B messages, $((4 * many_messages)) a run" \
+        "${many[@]}" --size 64 --messages "$many_messages"
 
-# Slow consumers: every K in one results file, runs interleaved over K
-# and programs.  raw and io_uring sit out --slow: one short run each only
-# prints why.
-echo
-echo "==> write with K slow consumers (K = ${slow_counts[*]}): median of $runs runs;" \
-    "${flood[*]} --size 64 --messages $slow_messages --slow K"
-echo "    beside the 64 B flood, K connections with 4 KiB buffers, never read, a 256 KiB write"
-echo "    stuck in each; msgs/s, CPU s, p99 us: the healthy traffic (CPU: the whole process);"
-echo "    close ms: closing the K stuck connections, the library's way, run threads stopped"
-echo "    (handlers not included; each must then run once, with ECANCELED); vs K=0: the"
-echo "    program's msgs/s over its own with no slow consumer"
-only raw uring
-run_programs /dev/null "${flood[@]}" --messages 1 --slow 1
-only ioctx asio uv
-interleaved slow_table "${slow_counts[@]/#/--slow }" -- "${flood[@]}" --size 64 --messages "$slow_messages"
+    # Slow consumers: every K in one results file, runs interleaved over K
+    # and programs.  raw and io_uring sit out --slow: one short run each only
+    # prints why.
+    echo
+    echo "==> write with K slow consumers (K = ${slow_counts[*]}): median of $runs runs;" \
+        "${flood[*]} --size 64 --messages $slow_messages --slow K"
+    echo "    beside the 64 B flood, K connections with 4 KiB buffers, never read, a 256 KiB write"
+    echo "    stuck in each; msgs/s, CPU s, p99 us: the healthy traffic (CPU: the whole process);"
+    echo "    close ms: closing the K stuck connections, the library's way, run threads stopped"
+    echo "    (handlers not included; each must then run once, with ECANCELED); vs K=0: the"
+    echo "    program's msgs/s over its own with no slow consumer"
+    only raw uring
+    run_programs /dev/null "${flood[@]}" --messages 1 --slow 1
+    only ioctx asio uv
+    interleaved slow_table "${slow_counts[@]/#/--slow }" -- "${flood[@]}" --size 64 --messages "$slow_messages"
 
-# Heap kept per idle connection after a burst.
-only ioctx asio uv
-echo
-echo "==> heap per idle connection: median of $runs runs; $idle_connections connections, bursts of" \
-    "$idle_burst writes of 64 B"
-echo "    queued on one connection after the other; once every handler has run and the readers have"
-echo "    drained all: live heap bytes (all threads) less those before the context and the library's"
-echo "    per-connection objects were made, over $idle_connections (ioctx: descriptor with its private"
-echo "    strand; asio: stream_descriptor, strand, write deque; uv: uv_pipe_t, and one uv_write_t per"
-echo "    message slot); ioctx/peer below 1: ioctx keeps less"
-interleaved idle_table "" -- --connections "$idle_connections" --producers 1 --size 64 \
-    --burst "$idle_burst" --messages $((idle_connections * idle_burst)) --idle-bytes "${pipes[@]}"
+    # Heap kept per idle connection after a burst.
+    only ioctx asio uv
+    echo
+    echo "==> heap per idle connection: median of $runs runs; $idle_connections connections, bursts of" \
+        "$idle_burst writes of 64 B"
+    echo "    queued on one connection after the other; once every handler has run and the readers have"
+    echo "    drained all: live heap bytes (all threads) less those before the context and the library's"
+    echo "    per-connection objects were made, over $idle_connections (ioctx: descriptor with its private"
+    echo "    strand; asio: stream_descriptor, strand, write deque; uv: uv_pipe_t, and one uv_write_t per"
+    echo "    message slot); ioctx/peer below 1: ioctx keeps less"
+    interleaved idle_table "" -- --connections "$idle_connections" --producers 1 --size 64 \
+        --burst "$idle_burst" --messages $((idle_connections * idle_burst)) --idle-bytes "${pipes[@]}"
+fi
 
 # ------------------------------------------------------------------
 # 2. Posting through strands, ioctx against Asio
@@ -506,7 +535,111 @@ post_args=()
 if [ "$quick" -eq 1 ]; then
     post_args=(--handlers 200000)
 fi
-compare "post through strands vs Asio" bench_strand_post bench_strand_post_asio "${post_args[@]}"
+if want strand; then
+    compare "post through strands vs Asio" bench_strand_post bench_strand_post_asio "${post_args[@]}"
+fi
+
+# ------------------------------------------------------------------
+# 3. Timers, ioctx against Asio and libuv
+# ------------------------------------------------------------------
+
+# name:program:Debian packages it needs
+timer_impls=(
+    ioctx:bench_timer:
+    asio:bench_timer_asio:"g++ libasio-dev"
+    uv:bench_timer_uv:libuv1-dev
+)
+timer_pending=(1 1000 100000)
+# The idle CPU is measured in the runs with this many timers pending.
+timer_idle_pending=1000
+timer_waits=2000
+timer_ops=100000
+timer_idle_ms=1000
+if [ "$quick" -eq 1 ]; then
+    timer_waits=200
+    timer_ops=10000
+    timer_idle_ms=200
+fi
+
+# pending_table RESULTS KIND COLUMNS RATIOS NAMES... : for the result
+# lines of KIND (field 2), per P (field 3) and program, the medians of
+# COLUMNS ("field:title:decimals", comma-separated), then for each of
+# RATIOS ("field:title", comma-separated) ioctx's median at that P over
+# the program's.
+pending_table() {
+    local file=$1 kind=$2 columns=$3 ratios=$4
+    shift 4
+    awk -v order="$*" -v kind="$kind" -v columns="$columns" -v ratios="$ratios" "$AWK_STATS"'
+        $2 == kind { record(3, 4, NF) }
+        END {
+            nc = split(columns, col, ",")
+            nr = split(ratios, rat, ",")
+            head = sprintf("    %7s %-6s", "P", "")
+            for (i = 1; i <= nc; i++) {
+                split(col[i], part, ":")
+                cf[i] = part[1]
+                cp[i] = part[3]
+                head = head sprintf(" %11s", part[2])
+            }
+            for (i = 1; i <= nr; i++) {
+                split(rat[i], part, ":")
+                rf[i] = part[1]
+                head = head sprintf(" %11s", part[2])
+            }
+            print head
+            n = rows(order)
+            for (r = 1; r <= n; r++) {
+                name = row_name[r]
+                p = row_value[r]
+                key = name SUBSEP p
+                line = sprintf("    %7d %-6s", p, name)
+                for (i = 1; i <= nc; i++)
+                    line = line " " cell(11, cp[i], median(key, cf[i]))
+                for (i = 1; i <= nr; i++)
+                    line = line sprintf(" %11s", (name == "ioctx" || !(("ioctx", p) in count)) ? "" \
+                                        : ratio(median("ioctx" SUBSEP p, rf[i]), median(key, rf[i])))
+                sub(/ +$/, "", line)
+                print line
+            }
+        }' "$file"
+}
+
+# timer_table RESULTS NAMES... : the three measurements of bench_timer*.
+timer_table() {
+    local file=$1
+    shift
+    echo "    lateness: handler's clock minus the expiry, in us; ratios: ioctx's over the peer's (below 1:"
+    echo "    ioctx is more punctual)"
+    pending_table "$file" lateness "5:p50 us:1,6:p99 us:1,7:max us:1" "5:p50 ratio,6:p99 ratio" "$@"
+    echo "    start + cancel: wall ns per start until every handler has run, process CPU ns per start;"
+    echo "    ratios: ioctx's over the peer's (below 1: ioctx is cheaper)"
+    pending_table "$file" cancel "6:ns/start:0,7:CPU ns:0" "6:ioctx/peer,7:CPU ratio" "$@"
+    echo "    idle: process CPU over $timer_idle_ms ms, in % of one core, P waits pending and none due"
+    pending_table "$file" idle "5:CPU %:3" "" "$@"
+}
+
+if want timer; then
+    find_programs "${timer_impls[@]}"
+    only "${names[@]}"
+    timer_variants=()
+    for p in "${timer_pending[@]}"; do
+        if [ "$p" -eq "$timer_idle_pending" ]; then
+            timer_variants+=("--pending $p --idle-ms $timer_idle_ms")
+        else
+            timer_variants+=("--pending $p")
+        fi
+    done
+    echo
+    echo "==> timers (P = ${timer_pending[*]} pending): median of $runs runs; --waits $timer_waits" \
+        "--ops $timer_ops --timers 1000 --run-threads 2 --workers $workers"
+    echo "    P - 1 background timers due in 30 to 60 minutes; lateness: $timer_waits waits one after"
+    echo "    another, each 1 to 2 ms ahead (libuv: whole ms, from its cached clock); start + cancel:"
+    echo "    $timer_ops times expires_after 1 h, async_wait, cancel, on 1,000 timers in turn (libuv:"
+    echo "    uv_timer_start, uv_timer_stop; no handler runs); ioctx and asio: 2 run threads and a"
+    echo "    strand per timer, libuv: its one loop thread"
+    interleaved timer_table "${timer_variants[@]}" -- --waits "$timer_waits" --ops "$timer_ops" \
+        --timers 1000 --run-threads 2 --workers "$workers"
+fi
 
 if [ "$failures" -ne 0 ]; then
     echo
