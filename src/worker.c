@@ -36,6 +36,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "internal.h"
 
@@ -105,6 +108,13 @@ static void *worker_main(void *arg)
     bool watched = false;
     struct io_task *t;
 
+#ifdef PR_SET_TIMERSLACK
+    /* Linux lets a sleep with a timeout end up to the thread's timer
+     * slack late, 50 us by default: the leader sleeps until the earliest
+     * timer, and every handler would be that much late.  1 ns, as a
+     * timerfd would be (bench_timer: p50 lateness 52 us against 97). */
+    (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
     pthread_mutex_lock(&w->lock);
     while (!w->stopping) {
         bool nothing_ready = io_task_queue_is_empty(&w->ready);
