@@ -18,6 +18,11 @@
  *     wait while a subscriber that is still taking data holds more than a
  *     quarter of the cap, so healthy ones keep up, and stop waiting for one
  *     that has taken nothing for 50 ms, so it falls behind and is dropped;
+ *   - a send timeout (io_descriptor_set_send_timeout(), --send-timeout):
+ *     when a subscriber's writes make no progress for the timeout they end
+ *     with ETIMEDOUT, and the first handler to see that closes it, once;
+ *     writes started after the timeout fired end with ECANCELED, or EBADF
+ *     if they race with the close;
  *   - a peer that hangs up: writes end with EPIPE or ECONNRESET, never
  *     SIGPIPE (the program sets SIGPIPE to its default action, which kills);
  *   - shutdown by counting work: the run threads return once every write
@@ -33,7 +38,8 @@
  *
  *   fanout [--subscribers S] [--publishers P] [--run-threads R] [--workers W]
  *          [--duration SEC | --messages N] [--sizes LIST] [--cap BYTES]
- *          [--[no-]slow] [--[no-]disconnect] [--progress] [--seed N]
+ *          [--stall MS] [--send-timeout MS] [--[no-]slow] [--[no-]disconnect]
+ *          [--progress] [--seed N]
  *
  * Prints a summary table and "verified: OK" (exit 0), or one line per
  * failure (exit 1).  Bad usage exits 2.
@@ -80,6 +86,7 @@
  * run for that long, and is then taken for a stalled one: the ctest run
  * gives it more. */
 #define STALL_MS_DEFAULT  50u
+#define SEND_TIMEOUT_MS_DEFAULT 2000u
 
 struct options {
     unsigned subscribers;
@@ -92,6 +99,7 @@ struct options {
     unsigned nsizes;
     size_t cap;
     uint64_t stall_ns;
+    uint64_t send_timeout_ns;     /* 0: none */
     bool slow;
     bool disconnect;
     bool progress;
@@ -113,7 +121,7 @@ enum role { ROLE_HEALTHY, ROLE_SLOW, ROLE_DISCONNECT };
 
 /* A subscriber leaves SUB_LIVE once, by a compare-and-swap: the thread that
  * wins closes the descriptor, so it is closed exactly once. */
-enum sub_state { SUB_LIVE, SUB_DROPPED_SLOW, SUB_DISCONNECTED, SUB_FAILED };
+enum sub_state { SUB_LIVE, SUB_DROPPED_SLOW, SUB_DROPPED_TIMEOUT, SUB_DISCONNECTED, SUB_FAILED };
 
 /* A gate that opens once and stays open. */
 struct latch {
@@ -143,10 +151,15 @@ struct subscriber {
     atomic_int state;                   /* enum sub_state */
     atomic_ullong writes_ok;            /* messages the kernel took whole */
     atomic_ullong stalled_at;           /* writes_ok when judged stalled, or ~0 */
+    /* When the latest message its socket took bytes of was published: its
+     * last progress came later.  Written by its handlers only. */
+    atomic_ullong last_taken_published_ns;
+    atomic_ullong timed_out_bytes;      /* what its writes that ended with ETIMEDOUT left unsent */
     /* Written by the thread that moved state away from SUB_LIVE. */
     size_t drop_queued;
     int drop_error;
     unsigned long long drop_writes;
+    uint64_t drop_ns;
     struct latch dropped;               /* opened when the server drops it */
 
     /* Client side: only its own thread touches these until main joins it. */
@@ -220,6 +233,7 @@ struct fanout {
     atomic_ullong writes_ok;
     atomic_ullong bytes_ok;
     atomic_ullong skipped;              /* writes not started: subscriber gone */
+    atomic_ullong err_timedout;
     atomic_ullong err_canceled;
     atomic_ullong err_badf;
     atomic_ullong err_pipe;
@@ -536,9 +550,9 @@ static void note_unexpected(struct fanout *f, const char *fmt, ...)
 /*
  * Moves s out of SUB_LIVE into state and closes its descriptor, unless
  * another thread did so first.  Called from publishers (slow) and from write
- * handlers (a hang-up); io_descriptor_close() is safe against the writes
- * other publishers are starting on s at that very moment: theirs complete
- * with EBADF.
+ * handlers (a send timeout, a hang-up); io_descriptor_close() is safe
+ * against the writes other publishers are starting on s at that very
+ * moment: theirs complete with EBADF.
  */
 static void drop_subscriber(struct fanout *f, struct subscriber *s, enum sub_state state,
                             int error, size_t queued)
@@ -551,6 +565,7 @@ static void drop_subscriber(struct fanout *f, struct subscriber *s, enum sub_sta
     s->drop_queued = queued;
     s->drop_error = error;
     s->drop_writes = atomic_load(&s->writes_ok);
+    s->drop_ns = now_ns();
     err = io_descriptor_close(s->d);
     if (err != 0)
         note_unexpected(f, "io_descriptor_close(subscriber %u): %s", s->index, errno_name(err));
@@ -578,6 +593,13 @@ static void note_write_error(struct fanout *f, struct subscriber *s, int error)
     bool live = atomic_load(&s->state) == SUB_LIVE;
 
     switch (error) {
+    case ETIMEDOUT:
+        /* Every write pending when the timeout fired ends so, and the
+         * first handler drops the subscriber; writes started after it
+         * fired end with ECANCELED, or EBADF. */
+        atomic_fetch_add(&f->err_timedout, 1);
+        drop_subscriber(f, s, SUB_DROPPED_TIMEOUT, error, 0);
+        break;
     case ECANCELED:
     case EBADF:
         /* Only our close cancels, and it changes the state first. */
@@ -608,6 +630,9 @@ static void on_written(void *arg, int error, size_t bytes)
     struct subscriber *s = w->sub;
     struct fanout *f = s->f;
 
+    if (bytes > 0 && m->published_ns > atomic_load_explicit(&s->last_taken_published_ns,
+                                                            memory_order_relaxed))
+        atomic_store_explicit(&s->last_taken_published_ns, m->published_ns, memory_order_relaxed);
     if (error == 0) {
         lat_record(&f->latency, now_ns() - m->published_ns);
         if (bytes != m->wire_len)
@@ -617,6 +642,8 @@ static void on_written(void *arg, int error, size_t bytes)
         atomic_fetch_add_explicit(&f->writes_ok, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&f->bytes_ok, bytes, memory_order_relaxed);
     } else {
+        if (error == ETIMEDOUT)
+            atomic_fetch_add(&s->timed_out_bytes, m->wire_len - bytes);
         note_write_error(f, s, error);
     }
     message_put(m);
@@ -991,8 +1018,9 @@ static void read_hello(int fd, uint32_t *hello)
     }
 }
 
-/* Accepts every subscriber and hands its socket to an io_descriptor.  The
- * hello tells which one connected: accept order is not connect order. */
+/* Accepts every subscriber and hands its socket to an io_descriptor with
+ * the send timeout.  The hello tells which one connected: accept order is
+ * not connect order. */
 static void accept_subscribers(struct fanout *f, int listen_fd)
 {
     static const int one = 1;
@@ -1014,6 +1042,9 @@ static void accept_subscribers(struct fanout *f, int listen_fd)
         err = io_descriptor_create(f->ctx, fd, NULL, &f->subs[index].d);
         if (err != 0)
             fatal("io_descriptor_create: %s", strerror(err));
+        err = io_descriptor_set_send_timeout(f->subs[index].d, f->o->send_timeout_ns);
+        if (err != 0)
+            fatal("io_descriptor_set_send_timeout: %s", strerror(err));
     }
 }
 
@@ -1039,6 +1070,9 @@ static void usage(FILE *out, const char *prog)
             "                    K/M/G suffixes (default 8M)\n"
             "  --stall MS        a subscriber that took nothing for MS ms while\n"
             "                    publishers waited counts as stalled (default %u)\n"
+            "  --send-timeout MS a subscriber whose writes made no progress for\n"
+            "                    MS ms is dropped (their handlers see ETIMEDOUT);\n"
+            "                    longer than --stall; 0: none (default %u)\n"
             "  --slow            subscriber 0 stops reading after 64 KiB (default)\n"
             "  --no-slow         no slow subscriber\n"
             "  --disconnect      the next subscriber hangs up after %d messages (default)\n"
@@ -1047,7 +1081,7 @@ static void usage(FILE *out, const char *prog)
             "                    when stderr is a terminal)\n"
             "  --seed N          seed of the sizes and payloads (default 1)\n"
             "  --help            this text\n",
-            prog, STALL_MS_DEFAULT, DISCONNECT_AFTER);
+            prog, STALL_MS_DEFAULT, SEND_TIMEOUT_MS_DEFAULT, DISCONNECT_AFTER);
 }
 
 static int parse_count(const char *text, unsigned long max, unsigned long *out)
@@ -1142,7 +1176,7 @@ static size_t max_wire_of(const struct options *o)
 enum {
     OPT_SUBSCRIBERS = 256, OPT_PUBLISHERS, OPT_RUN_THREADS, OPT_WORKERS, OPT_DURATION,
     OPT_MESSAGES, OPT_SIZES, OPT_CAP, OPT_SLOW, OPT_NO_SLOW, OPT_DISCONNECT,
-    OPT_NO_DISCONNECT, OPT_PROGRESS, OPT_SEED, OPT_STALL, OPT_HELP,
+    OPT_NO_DISCONNECT, OPT_PROGRESS, OPT_SEED, OPT_STALL, OPT_SEND_TIMEOUT, OPT_HELP,
 };
 
 static int bad_value(const char *prog, const char *opt, const char *value)
@@ -1170,6 +1204,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         { "progress", no_argument, NULL, OPT_PROGRESS },
         { "seed", required_argument, NULL, OPT_SEED },
         { "stall", required_argument, NULL, OPT_STALL },
+        { "send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -1181,8 +1216,9 @@ static int parse_options(int argc, char **argv, struct options *o)
     *o = (struct options){
         .subscribers = 32, .publishers = 4, .run_threads = 2, .workers = 2,
         .duration = 9.5, .sizes = { 64, 256, 1024, 4096, 16384 }, .nsizes = 5,
-        .cap = (size_t)8 << 20, .stall_ns = STALL_MS_DEFAULT * 1000000ull, .slow = true,
-        .disconnect = true, .seed = 1,
+        .cap = (size_t)8 << 20, .stall_ns = STALL_MS_DEFAULT * 1000000ull,
+        .send_timeout_ns = SEND_TIMEOUT_MS_DEFAULT * 1000000ull, .slow = true, .disconnect = true,
+        .seed = 1,
     };
     o->progress = isatty(STDERR_FILENO) == 1;
     while ((c = getopt_long(argc, argv, "", longopts, &index)) != -1) {
@@ -1228,6 +1264,13 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return bad_value(prog, name, optarg);
             o->stall_ns = (uint64_t)v * 1000000u;
             break;
+        case OPT_SEND_TIMEOUT:
+            if (strcmp(optarg, "0") == 0)
+                v = 0;                  /* none */
+            else if (parse_count(optarg, 3600000ul, &v) != 0)
+                return bad_value(prog, name, optarg);
+            o->send_timeout_ns = (uint64_t)v * 1000000u;
+            break;
         case OPT_SEED:
             if (parse_bytes(optarg, UINT64_MAX, &b) != 0)
                 return bad_value(prog, name, optarg);
@@ -1255,6 +1298,14 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "%s: --subscribers must be at least %u with%s%s (one healthy one)\n", prog,
                 1u + o->slow + o->disconnect, o->slow ? " --slow" : "",
                 o->disconnect ? " --disconnect" : "");
+        usage(stderr, prog);
+        return -1;
+    }
+    /* Publishers stop waiting for the slow subscriber after --stall, and
+     * only then does its backlog grow to the cap: a send timeout no longer
+     * than that drops it first. */
+    if (o->slow && o->send_timeout_ns != 0 && o->send_timeout_ns <= o->stall_ns) {
+        fprintf(stderr, "%s: --send-timeout must be longer than --stall with --slow\n", prog);
         usage(stderr, prog);
         return -1;
     }
@@ -1331,6 +1382,10 @@ static const char *state_name(const struct subscriber *s, char *buf, size_t size
         format_bytes(queued, sizeof(queued), s->drop_queued);
         snprintf(buf, size, "slow (queued %s)", queued);
         return buf;
+    case SUB_DROPPED_TIMEOUT:
+        format_bytes(queued, sizeof(queued), atomic_load(&s->timed_out_bytes));
+        snprintf(buf, size, "timed out (queued %s)", queued);
+        return buf;
     case SUB_DISCONNECTED:
         snprintf(buf, size, "disconnected (%s)", errno_name(s->drop_error));
         return buf;
@@ -1375,8 +1430,11 @@ static unsigned verify(struct fanout *f, bool slow_caught)
         switch (s->role) {
         case ROLE_HEALTHY:
             if (state != SUB_LIVE) {
-                printf("FAIL subscriber %u: healthy but dropped: %s\n", i,
-                       state_name(s, why, sizeof(why)));
+                printf("FAIL subscriber %u: healthy but dropped: %s%s\n", i,
+                       state_name(s, why, sizeof(why)),
+                       state == SUB_DROPPED_TIMEOUT ?
+                       " (its reader or the workers did not run for --send-timeout: on a "
+                       "loaded machine, raise it)" : "");
                 problems++;
                 break;
             }
@@ -1424,14 +1482,17 @@ static void print_summary(struct fanout *f, const io_context_stats *st, double p
     const struct options *o = f->o;
     unsigned long long published = atomic_load(&f->published), writes = atomic_load(&f->writes_ok);
     unsigned long long delivered = 0, healthy_msgs = 0;
-    unsigned dropped = 0;
+    unsigned dropped = 0, at_cap = 0, timed_out = 0;
     char p50[32], p99[32], max[32], why[64], cap[32];
 
     for (unsigned i = 0; i < o->subscribers; i++) {
+        int state = atomic_load(&f->subs[i].state);
+
         delivered += f->subs[i].received_bytes;
-        if (atomic_load(&f->subs[i].state) != SUB_LIVE)
-            dropped++;
-        else
+        dropped += state != SUB_LIVE;
+        at_cap += state == SUB_DROPPED_SLOW;
+        timed_out += state == SUB_DROPPED_TIMEOUT;
+        if (state == SUB_LIVE)
             healthy_msgs += f->subs[i].received_msgs;
     }
     format_ns(p50, sizeof(p50), lat_quantile(&f->latency, writes, 0.50));
@@ -1451,19 +1512,32 @@ static void print_summary(struct fanout *f, const io_context_stats *st, double p
     printf("%-26s would_block %" PRIu64 ", ops started %" PRIu64 ", completed %" PRIu64 "\n",
            "library stats", st->would_block, st->ops_started, st->ops_completed);
     printf("%-26s p50 %s, p99 %s, max %s\n", "publish-to-handler", p50, p99, max);
-    printf("%-26s %u of %u (cap %s)\n", "subscribers dropped", dropped, o->subscribers, cap);
+    printf("%-26s %u of %u\n", "subscribers dropped", dropped, o->subscribers);
+    printf("%-26s %u (cap %s)\n", "  dropped at the cap", at_cap, cap);
+    if (o->send_timeout_ns != 0)
+        printf("%-26s %u (timeout %.0f ms)\n", "  dropped by send timeout", timed_out,
+               (double)o->send_timeout_ns / 1e6);
+    else
+        printf("%-26s %u (no send timeout)\n", "  dropped by send timeout", timed_out);
     for (unsigned i = 0; i < o->subscribers; i++) {
         struct subscriber *s = &f->subs[i];
+        int state = atomic_load(&s->state);
+        char since_last[64] = "";
 
-        if (atomic_load(&s->state) == SUB_LIVE)
+        if (state == SUB_LIVE)
             continue;
-        printf("  #%-3u %-26s after %llu messages written; it verified %llu%s\n", i,
-               state_name(s, why, sizeof(why)), s->drop_writes, s->received_msgs,
+        if (state == SUB_DROPPED_TIMEOUT)
+            snprintf(since_last, sizeof(since_last), " (the last it took published %.2f s before)",
+                     (double)(s->drop_ns - atomic_load(&s->last_taken_published_ns)) / 1e9);
+        printf("  #%-3u %-28s after %llu messages written%s; it verified %llu%s\n", i,
+               state_name(s, why, sizeof(why)), s->drop_writes, since_last, s->received_msgs,
                s->closed_itself ? " and hung up" :
                s->leftover != 0 ? " + a cut-off one" : "");
     }
-    printf("%-26s ECANCELED %llu, EBADF %llu, EPIPE %llu, ECONNRESET %llu, other %llu\n",
-           "write errors", atomic_load(&f->err_canceled), atomic_load(&f->err_badf),
+    printf("%-26s ETIMEDOUT %llu, ECANCELED %llu, EBADF %llu, EPIPE %llu, ECONNRESET %llu, "
+           "other %llu\n",
+           "write errors", atomic_load(&f->err_timedout), atomic_load(&f->err_canceled),
+           atomic_load(&f->err_badf),
            atomic_load(&f->err_pipe), atomic_load(&f->err_connreset), atomic_load(&f->err_other));
     printf("%-26s %llu (to subscribers already gone)\n", "writes skipped", atomic_load(&f->skipped));
 }
@@ -1513,6 +1587,8 @@ int main(int argc, char **argv)
         atomic_init(&s->state, SUB_LIVE);
         atomic_init(&s->writes_ok, 0);
         atomic_init(&s->stalled_at, ~0ull);
+        atomic_init(&s->last_taken_published_ns, 0);
+        atomic_init(&s->timed_out_bytes, 0);
         latch_init(&s->dropped);
         s->next_seq = calloc(o.publishers, sizeof(*s->next_seq));
         if (s->next_seq == NULL)
@@ -1532,8 +1608,9 @@ int main(int argc, char **argv)
 
     format_bytes(cap, sizeof(cap), o.cap);
     printf("fanout on 127.0.0.1:%u: %u subscribers, %u publishers, %u run threads, %u workers, "
-           "cap %s, ",
-           ntohs(f.addr.sin_port), o.subscribers, o.publishers, o.run_threads, o.workers, cap);
+           "cap %s, send timeout %.0f ms, ",
+           ntohs(f.addr.sin_port), o.subscribers, o.publishers, o.run_threads, o.workers, cap,
+           (double)o.send_timeout_ns / 1e6);
     if (o.messages != 0)
         printf("%lu messages per publisher\n", o.messages);
     else
