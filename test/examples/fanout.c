@@ -18,6 +18,13 @@
  *     wait while a subscriber that is still taking data holds more than a
  *     quarter of the cap, so healthy ones keep up, and stop waiting for one
  *     that has taken nothing for 50 ms, so it falls behind and is dropped;
+ *   - a send timeout (io_descriptor_set_send_timeout(), --send-timeout) for
+ *     what the cap cannot catch, a subscriber that stops reading a stream
+ *     too thin to take its backlog anywhere near the cap: when its writes
+ *     make no progress for the timeout they end with ETIMEDOUT, and the
+ *     first handler to see that closes it, once; writes started after the
+ *     timeout fired end with ECANCELED, or EBADF if they race with the
+ *     close;
  *   - a peer that hangs up: writes end with EPIPE or ECONNRESET, never
  *     SIGPIPE (the program sets SIGPIPE to its default action, which kills);
  *   - shutdown by counting work: the run threads return once every write
@@ -25,15 +32,26 @@
  *
  * Subscriber 0 is slow on purpose (--slow): it reads 64 KiB, then stops
  * reading until the server drops it, then drains to EOF.  The next one
- * (--disconnect) closes its socket after 200 messages.  Every other
+ * (--disconnect) closes its socket after 200 messages.  The next one
+ * (--frozen; by default when there is a send timeout and a healthy
+ * subscriber to spare) takes only the low-volume stream, 40 messages a
+ * second from all publishers together, numbered in their headers; it
+ * reads 4 KiB, stops reading until the server drops it, then drains to
+ * EOF.  Its backlog at the timeout is a few hundred KiB at most, far
+ * below the cap, so the send timeout must be what drops it, no sooner
+ * than the timeout after the last message it took was published, and it
+ * must have received its stream from the start with no gap.  Every other
  * subscriber must receive every message of every publisher.  With
  * --messages, N must be large enough for the slow one to pass the cap and
- * for a write to reach the one that hung up (a few thousand), or the run
+ * for a write to reach the one that hung up (a few thousand), and the
+ * run, --duration or --messages, must outlast the send timeout by enough
+ * for it to drop the frozen one while publishing goes on; or the run
  * says so and fails.
  *
  *   fanout [--subscribers S] [--publishers P] [--run-threads R] [--workers W]
  *          [--duration SEC | --messages N] [--sizes LIST] [--cap BYTES]
- *          [--[no-]slow] [--[no-]disconnect] [--progress] [--seed N]
+ *          [--stall MS] [--send-timeout MS] [--[no-]slow] [--[no-]disconnect]
+ *          [--[no-]frozen] [--progress] [--seed N]
  *
  * Prints a summary table and "verified: OK" (exit 0), or one line per
  * failure (exit 1).  Bad usage exits 2.
@@ -67,6 +85,7 @@
 #define MAX_SIZES         32
 #define MAX_PAYLOAD       ((size_t)16 << 20)
 #define SLOW_READ_BYTES   ((size_t)64 << 10)   /* what the slow subscriber reads, then stops */
+#define FROZEN_READ_BYTES ((size_t)4 << 10)    /* what the frozen subscriber reads, then stops */
 #define DISCONNECT_AFTER  200                  /* messages before the disconnecting one hangs up */
 #define READ_CHUNK        ((size_t)128 << 10)
 #define WIRE_MAGIC        0x4f4e4146u          /* "FANO" */
@@ -80,6 +99,24 @@
  * run for that long, and is then taken for a stalled one: the ctest run
  * gives it more. */
 #define STALL_MS_DEFAULT  50u
+#define SEND_TIMEOUT_MS_DEFAULT 2000u
+/* The low-volume stream's rate, all publishers together, whatever the
+ * machine's speed.  Every Nth message would follow the full stream, whose
+ * rate varies eightfold and more with the build and the load (the ctest
+ * run publishes 52,000 messages a second built RelWithDebInfo on the
+ * 2-core development machine, 6,600 under TSan): an N that keeps the
+ * backlog far below the cap in the fast build sends the slow one too
+ * little to fill even a small socket buffer soon. */
+#define LOW_VOLUME_PER_SECOND 40u
+/* Loopback TCP gives a socket the largest send buffer tcp_wmem allows (4
+ * MiB by default) at once, and the kernel takes that much for a peer that
+ * reads nothing before a write has to wait: the low-volume stream would
+ * need most of a minute to fill it, and the send timeout counts only from
+ * the last byte taken.  A low-volume subscription needs little buffer:
+ * the server asks for this much send buffer on its socket and the
+ * subscriber for this much receive buffer (the kernel doubles both), so
+ * the kernel holds about 12 KiB of the stream. */
+#define LOW_VOLUME_SOCKET_BUFFER 4096
 
 struct options {
     unsigned subscribers;
@@ -92,8 +129,10 @@ struct options {
     unsigned nsizes;
     size_t cap;
     uint64_t stall_ns;
+    uint64_t send_timeout_ns;     /* 0: none */
     bool slow;
     bool disconnect;
+    bool frozen;
     bool progress;
     uint64_t seed;
 };
@@ -104,16 +143,16 @@ struct wire_header {
     uint32_t publisher;
     uint64_t seq;
     uint32_t length;              /* payload bytes */
-    uint32_t reserved;            /* 0 */
+    uint32_t low_volume_seq;      /* from 1 in the publisher's low-volume stream; 0: not in it */
     uint64_t checksum;            /* of the payload */
 };
 _Static_assert(sizeof(struct wire_header) == 32, "wire header has no padding");
 
-enum role { ROLE_HEALTHY, ROLE_SLOW, ROLE_DISCONNECT };
+enum role { ROLE_HEALTHY, ROLE_SLOW, ROLE_DISCONNECT, ROLE_FROZEN };
 
 /* A subscriber leaves SUB_LIVE once, by a compare-and-swap: the thread that
  * wins closes the descriptor, so it is closed exactly once. */
-enum sub_state { SUB_LIVE, SUB_DROPPED_SLOW, SUB_DISCONNECTED, SUB_FAILED };
+enum sub_state { SUB_LIVE, SUB_DROPPED_SLOW, SUB_DROPPED_TIMEOUT, SUB_DISCONNECTED, SUB_FAILED };
 
 /* A gate that opens once and stays open. */
 struct latch {
@@ -143,15 +182,21 @@ struct subscriber {
     atomic_int state;                   /* enum sub_state */
     atomic_ullong writes_ok;            /* messages the kernel took whole */
     atomic_ullong stalled_at;           /* writes_ok when judged stalled, or ~0 */
+    /* When the latest message its socket took bytes of was published: its
+     * last progress came later.  Written by its handlers only. */
+    atomic_ullong last_taken_published_ns;
+    atomic_ullong timed_out_bytes;      /* what its writes that ended with ETIMEDOUT left unsent */
     /* Written by the thread that moved state away from SUB_LIVE. */
     size_t drop_queued;
     int drop_error;
     unsigned long long drop_writes;
+    uint64_t drop_ns;
     struct latch dropped;               /* opened when the server drops it */
 
     /* Client side: only its own thread touches these until main joins it. */
     pthread_t thread;
     uint64_t *next_seq;                 /* per publisher */
+    uint64_t *low_volume_received;      /* per publisher */
     unsigned long long received_msgs;
     unsigned long long received_bytes;
     size_t leftover;                    /* bytes of a message cut short at EOF */
@@ -171,6 +216,7 @@ struct write_slot {
 struct message {
     atomic_uint refs;
     uint64_t published_ns;
+    bool low_volume;                    /* also sent to the frozen subscriber */
     size_t wire_len;
     unsigned char *wire;                /* header + payload, after slots[] */
     struct write_slot slots[];          /* one per subscriber */
@@ -182,6 +228,8 @@ struct publisher {
     unsigned id;
     uint64_t rng;
     uint64_t published;                 /* messages sent to every live subscriber */
+    uint32_t low_volume_published;      /* of them, in the low-volume stream */
+    uint64_t next_low_volume_ns;        /* when the next one goes into it */
     unsigned long long writes_started;
     int error;
     /* Per subscriber, while waiting for room: the progress seen last, and
@@ -204,6 +252,7 @@ struct fanout {
     struct sockaddr_in addr;            /* where the server listens */
     size_t max_wire;
     size_t window;                      /* backlog that makes a subscriber count as busy */
+    uint64_t low_volume_interval_ns;    /* per publisher */
     atomic_bool stopping;
 
     /* Publishers waiting for the backlog to shrink; handlers wake them. */
@@ -220,6 +269,7 @@ struct fanout {
     atomic_ullong writes_ok;
     atomic_ullong bytes_ok;
     atomic_ullong skipped;              /* writes not started: subscriber gone */
+    atomic_ullong err_timedout;
     atomic_ullong err_canceled;
     atomic_ullong err_badf;
     atomic_ullong err_pipe;
@@ -536,9 +586,9 @@ static void note_unexpected(struct fanout *f, const char *fmt, ...)
 /*
  * Moves s out of SUB_LIVE into state and closes its descriptor, unless
  * another thread did so first.  Called from publishers (slow) and from write
- * handlers (a hang-up); io_descriptor_close() is safe against the writes
- * other publishers are starting on s at that very moment: theirs complete
- * with EBADF.
+ * handlers (a send timeout, a hang-up); io_descriptor_close() is safe
+ * against the writes other publishers are starting on s at that very
+ * moment: theirs complete with EBADF.
  */
 static void drop_subscriber(struct fanout *f, struct subscriber *s, enum sub_state state,
                             int error, size_t queued)
@@ -551,6 +601,7 @@ static void drop_subscriber(struct fanout *f, struct subscriber *s, enum sub_sta
     s->drop_queued = queued;
     s->drop_error = error;
     s->drop_writes = atomic_load(&s->writes_ok);
+    s->drop_ns = now_ns();
     err = io_descriptor_close(s->d);
     if (err != 0)
         note_unexpected(f, "io_descriptor_close(subscriber %u): %s", s->index, errno_name(err));
@@ -578,6 +629,13 @@ static void note_write_error(struct fanout *f, struct subscriber *s, int error)
     bool live = atomic_load(&s->state) == SUB_LIVE;
 
     switch (error) {
+    case ETIMEDOUT:
+        /* Every write pending when the timeout fired ends so, and the
+         * first handler drops the subscriber; writes started after it
+         * fired end with ECANCELED, or EBADF. */
+        atomic_fetch_add(&f->err_timedout, 1);
+        drop_subscriber(f, s, SUB_DROPPED_TIMEOUT, error, 0);
+        break;
     case ECANCELED:
     case EBADF:
         /* Only our close cancels, and it changes the state first. */
@@ -608,6 +666,9 @@ static void on_written(void *arg, int error, size_t bytes)
     struct subscriber *s = w->sub;
     struct fanout *f = s->f;
 
+    if (bytes > 0 && m->published_ns > atomic_load_explicit(&s->last_taken_published_ns,
+                                                            memory_order_relaxed))
+        atomic_store_explicit(&s->last_taken_published_ns, m->published_ns, memory_order_relaxed);
     if (error == 0) {
         lat_record(&f->latency, now_ns() - m->published_ns);
         if (bytes != m->wire_len)
@@ -617,13 +678,16 @@ static void on_written(void *arg, int error, size_t bytes)
         atomic_fetch_add_explicit(&f->writes_ok, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&f->bytes_ok, bytes, memory_order_relaxed);
     } else {
+        if (error == ETIMEDOUT)
+            atomic_fetch_add(&s->timed_out_bytes, m->wire_len - bytes);
         note_write_error(f, s, error);
     }
     message_put(m);
     flow_notify(f);
 }
 
-static struct message *message_create(struct fanout *f, unsigned pub, uint64_t seq, size_t length)
+static struct message *message_create(struct fanout *f, unsigned pub, uint64_t seq, size_t length,
+                                      uint32_t low_volume_seq)
 {
     unsigned n = f->o->subscribers;
     size_t wire_len = sizeof(struct wire_header) + length;
@@ -634,6 +698,7 @@ static struct message *message_create(struct fanout *f, unsigned pub, uint64_t s
     if (m == NULL)
         return NULL;
     atomic_init(&m->refs, 1);
+    m->low_volume = low_volume_seq != 0;
     m->wire_len = wire_len;
     m->wire = (unsigned char *)&m->slots[n];
     for (unsigned i = 0; i < n; i++)
@@ -644,15 +709,24 @@ static struct message *message_create(struct fanout *f, unsigned pub, uint64_t s
         .publisher = pub,
         .seq = seq,
         .length = (uint32_t)length,
+        .low_volume_seq = low_volume_seq,
         .checksum = checksum(m->wire + sizeof(h), length),
     };
     memcpy(m->wire, &h, sizeof(h));
     return m;
 }
 
+/* The frozen subscriber takes the low-volume stream only, the others
+ * every message. */
+static bool subscribes_to(const struct subscriber *s, const struct message *m)
+{
+    return s->role != ROLE_FROZEN || m->low_volume;
+}
+
 /*
- * Starts one async_write of m per live subscriber, from this publisher
- * thread, while other publishers do the same on the same descriptors.
+ * Starts one async_write of m per live subscriber to it, from this
+ * publisher thread, while other publishers do the same on the same
+ * descriptors.
  */
 static void publish_one(struct fanout *f, struct publisher *p, struct message *m)
 {
@@ -664,6 +738,8 @@ static void publish_one(struct fanout *f, struct publisher *p, struct message *m
         size_t queued;
         int err;
 
+        if (!subscribes_to(s, m))
+            continue;
         if (atomic_load(&s->state) != SUB_LIVE) {
             atomic_fetch_add_explicit(&f->skipped, 1, memory_order_relaxed);
             continue;
@@ -727,8 +803,11 @@ static bool holds_back(struct fanout *f, struct publisher *p, unsigned i, uint64
  * while they wait; after --stall it no longer holds them back, its
  * backlog grows with every message, and it is dropped at the cap.  (A
  * rule on queue sizes alone cannot tell it from a healthy one that is
- * merely last.)  Handlers wake the waiters; the timed wait also catches
- * partial writes, which shrink a backlog without a handler.
+ * merely last.)  The frozen subscriber's backlog grows too slowly to
+ * reach the window, as a rule; if it does, it takes nothing either and
+ * is let go after --stall the same way, until the send timeout drops it.
+ * Handlers wake the waiters; the timed wait also catches partial
+ * writes, which shrink a backlog without a handler.
  */
 static void wait_for_room(struct fanout *f, struct publisher *p)
 {
@@ -765,13 +844,20 @@ static void *publish(void *arg)
     const struct options *o = f->o;
 
     for (uint64_t seq = 0;; seq++) {
+        uint32_t low_volume_seq = 0;
         struct message *m;
+        uint64_t now;
         size_t length;
 
         if (o->messages != 0 ? seq == o->messages : atomic_load(&f->stopping))
             break;
         length = o->sizes[xorshift64(&p->rng) % o->nsizes];
-        m = message_create(f, p->id, seq, length);
+        now = now_ns();
+        if (now >= p->next_low_volume_ns) {
+            low_volume_seq = ++p->low_volume_published;
+            p->next_low_volume_ns = now + f->low_volume_interval_ns;
+        }
+        m = message_create(f, p->id, seq, length, low_volume_seq);
         if (m == NULL) {
             p->error = ENOMEM;
             break;
@@ -823,8 +909,9 @@ static bool size_is_known(const struct options *o, size_t length)
 static bool header_ok(struct subscriber *s, const struct wire_header *h)
 {
     const struct options *o = s->f->o;
+    uint64_t low_volume_next;
 
-    if (h->magic != WIRE_MAGIC || h->reserved != 0) {
+    if (h->magic != WIRE_MAGIC) {
         sub_fail(s, "bad header after %llu messages (magic %#" PRIx32 ")", s->received_msgs,
                  h->magic);
         return false;
@@ -834,9 +921,27 @@ static bool header_ok(struct subscriber *s, const struct wire_header *h)
                  s->received_msgs, h->publisher, h->length);
         return false;
     }
+    low_volume_next = s->low_volume_received[h->publisher] + 1;
+    if (s->role == ROLE_FROZEN) {
+        /* Its stream only: each low-volume number in turn, the sequence
+         * numbers rising. */
+        if (h->low_volume_seq != low_volume_next || h->seq < s->next_seq[h->publisher]) {
+            sub_fail(s, "publisher %" PRIu32 ": got seq %" PRIu64 " (low-volume %" PRIu32
+                     "), expected low-volume %" PRIu64 " with seq %" PRIu64 " or later",
+                     h->publisher, h->seq, h->low_volume_seq, low_volume_next,
+                     s->next_seq[h->publisher]);
+            return false;
+        }
+        return true;
+    }
     if (h->seq != s->next_seq[h->publisher]) {
         sub_fail(s, "publisher %" PRIu32 ": got seq %" PRIu64 ", expected %" PRIu64,
                  h->publisher, h->seq, s->next_seq[h->publisher]);
+        return false;
+    }
+    if (h->low_volume_seq != 0 && h->low_volume_seq != low_volume_next) {
+        sub_fail(s, "publisher %" PRIu32 " seq %" PRIu64 ": low-volume %" PRIu32 ", expected %" PRIu64,
+                 h->publisher, h->seq, h->low_volume_seq, low_volume_next);
         return false;
     }
     return true;
@@ -860,14 +965,17 @@ static size_t verify_messages(struct subscriber *s, const unsigned char *buf, si
             sub_fail(s, "publisher %" PRIu32 " seq %" PRIu64 ": bad checksum", h.publisher, h.seq);
             break;
         }
-        s->next_seq[h.publisher]++;
+        s->next_seq[h.publisher] = h.seq + 1;
+        if (h.low_volume_seq != 0)
+            s->low_volume_received[h.publisher]++;
         s->received_msgs++;
         off += sizeof(h) + h.length;
     }
     return s->failed ? used : off;
 }
 
-static int connect_to_server(const struct sockaddr_in *addr, unsigned index)
+/* receive_buffer: SO_RCVBUF, or 0 for the kernel's default. */
+static int connect_to_server(const struct sockaddr_in *addr, unsigned index, int receive_buffer)
 {
     uint32_t hello = index;
     size_t sent = 0;
@@ -876,6 +984,10 @@ static int connect_to_server(const struct sockaddr_in *addr, unsigned index)
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         fatal("subscriber %u: socket: %s", index, strerror(errno));
+    /* Before connect(): the window is agreed on then. */
+    if (receive_buffer != 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer)) != 0)
+        fatal("subscriber %u: setsockopt(SO_RCVBUF): %s", index, strerror(errno));
     if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) != 0)
         fatal("subscriber %u: connect: %s", index, strerror(errno));
     /* MSG_NOSIGNAL: SIGPIPE stays at its default, and only the library's
@@ -894,33 +1006,37 @@ static int connect_to_server(const struct sockaddr_in *addr, unsigned index)
 
 /*
  * A subscriber: connects, says which one it is, then reads and verifies
- * until EOF.  The slow one stops reading after SLOW_READ_BYTES and waits,
- * without a timer, for the server to drop it; the disconnecting one closes
- * after DISCONNECT_AFTER messages.
+ * until EOF.  The slow one stops reading after SLOW_READ_BYTES and the
+ * frozen one after FROZEN_READ_BYTES; each waits, without a timer, for
+ * the server to drop it.  The disconnecting one closes after
+ * DISCONNECT_AFTER messages.
  */
 static void *subscribe(void *arg)
 {
     struct subscriber *s = arg;
     size_t size = s->f->max_wire + READ_CHUNK, used = 0;
+    size_t stop_after = s->role == ROLE_SLOW ? SLOW_READ_BYTES :
+                        s->role == ROLE_FROZEN ? FROZEN_READ_BYTES : 0;
     unsigned long long total = 0;
-    bool stalled = s->role == ROLE_SLOW;
+    bool stalled = stop_after != 0;
     unsigned char *buf;
     int fd;
 
     buf = malloc(size);
     if (buf == NULL)
         fatal("subscriber %u: out of memory", s->index);
-    fd = connect_to_server(&s->f->addr, s->index);
+    fd = connect_to_server(&s->f->addr, s->index,
+                           s->role == ROLE_FROZEN ? LOW_VOLUME_SOCKET_BUFFER : 0);
     for (;;) {
         size_t want = size - used, consumed;
         ssize_t n;
 
-        if (stalled && total >= SLOW_READ_BYTES) {
+        if (stalled && total >= stop_after) {
             latch_wait(&s->dropped);
             stalled = false;
         }
-        if (stalled && want > SLOW_READ_BYTES - total)
-            want = (size_t)(SLOW_READ_BYTES - total);
+        if (stalled && want > stop_after - total)
+            want = (size_t)(stop_after - total);
         n = read(fd, buf + used, want);
         if (n < 0 && errno == EINTR)
             continue;
@@ -991,13 +1107,15 @@ static void read_hello(int fd, uint32_t *hello)
     }
 }
 
-/* Accepts every subscriber and hands its socket to an io_descriptor.  The
- * hello tells which one connected: accept order is not connect order. */
+/* Accepts every subscriber and hands its socket to an io_descriptor with
+ * the send timeout.  The hello tells which one connected: accept order is
+ * not connect order. */
 static void accept_subscribers(struct fanout *f, int listen_fd)
 {
-    static const int one = 1;
+    static const int one = 1, low_volume_buffer = LOW_VOLUME_SOCKET_BUFFER;
 
     for (unsigned i = 0; i < f->o->subscribers; i++) {
+        struct subscriber *s;
         uint32_t index;
         int fd, err;
 
@@ -1009,11 +1127,18 @@ static void accept_subscribers(struct fanout *f, int listen_fd)
         read_hello(fd, &index);
         if (index >= f->o->subscribers || f->subs[index].d != NULL)
             fatal("unexpected hello %" PRIu32, index);
+        s = &f->subs[index];
         if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
             fatal("setsockopt(TCP_NODELAY): %s", strerror(errno));
-        err = io_descriptor_create(f->ctx, fd, NULL, &f->subs[index].d);
+        if (s->role == ROLE_FROZEN &&
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &low_volume_buffer, sizeof(low_volume_buffer)) != 0)
+            fatal("setsockopt(SO_SNDBUF): %s", strerror(errno));
+        err = io_descriptor_create(f->ctx, fd, NULL, &s->d);
         if (err != 0)
             fatal("io_descriptor_create: %s", strerror(err));
+        err = io_descriptor_set_send_timeout(s->d, f->o->send_timeout_ns);
+        if (err != 0)
+            fatal("io_descriptor_set_send_timeout: %s", strerror(err));
     }
 }
 
@@ -1039,15 +1164,24 @@ static void usage(FILE *out, const char *prog)
             "                    K/M/G suffixes (default 8M)\n"
             "  --stall MS        a subscriber that took nothing for MS ms while\n"
             "                    publishers waited counts as stalled (default %u)\n"
+            "  --send-timeout MS a subscriber whose writes made no progress for\n"
+            "                    MS ms is dropped (their handlers see ETIMEDOUT);\n"
+            "                    longer than --stall; 0: none (default %u)\n"
             "  --slow            subscriber 0 stops reading after 64 KiB (default)\n"
             "  --no-slow         no slow subscriber\n"
             "  --disconnect      the next subscriber hangs up after %d messages (default)\n"
             "  --no-disconnect   no subscriber hangs up\n"
+            "  --frozen          the next one takes only the low-volume stream (%u\n"
+            "                    messages/s) and stops reading after 4 KiB: the send\n"
+            "                    timeout drops it, long before the cap could (default\n"
+            "                    with a send timeout and a healthy subscriber to spare)\n"
+            "  --no-frozen       no frozen subscriber\n"
             "  --progress        a progress line on stderr every second (default\n"
             "                    when stderr is a terminal)\n"
             "  --seed N          seed of the sizes and payloads (default 1)\n"
             "  --help            this text\n",
-            prog, STALL_MS_DEFAULT, DISCONNECT_AFTER);
+            prog, STALL_MS_DEFAULT, SEND_TIMEOUT_MS_DEFAULT, DISCONNECT_AFTER,
+            LOW_VOLUME_PER_SECOND);
 }
 
 static int parse_count(const char *text, unsigned long max, unsigned long *out)
@@ -1142,7 +1276,8 @@ static size_t max_wire_of(const struct options *o)
 enum {
     OPT_SUBSCRIBERS = 256, OPT_PUBLISHERS, OPT_RUN_THREADS, OPT_WORKERS, OPT_DURATION,
     OPT_MESSAGES, OPT_SIZES, OPT_CAP, OPT_SLOW, OPT_NO_SLOW, OPT_DISCONNECT,
-    OPT_NO_DISCONNECT, OPT_PROGRESS, OPT_SEED, OPT_STALL, OPT_HELP,
+    OPT_NO_DISCONNECT, OPT_FROZEN, OPT_NO_FROZEN, OPT_PROGRESS, OPT_SEED, OPT_STALL,
+    OPT_SEND_TIMEOUT, OPT_HELP,
 };
 
 static int bad_value(const char *prog, const char *opt, const char *value)
@@ -1167,22 +1302,27 @@ static int parse_options(int argc, char **argv, struct options *o)
         { "no-slow", no_argument, NULL, OPT_NO_SLOW },
         { "disconnect", no_argument, NULL, OPT_DISCONNECT },
         { "no-disconnect", no_argument, NULL, OPT_NO_DISCONNECT },
+        { "frozen", no_argument, NULL, OPT_FROZEN },
+        { "no-frozen", no_argument, NULL, OPT_NO_FROZEN },
         { "progress", no_argument, NULL, OPT_PROGRESS },
         { "seed", required_argument, NULL, OPT_SEED },
         { "stall", required_argument, NULL, OPT_STALL },
+        { "send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
     const char *prog = argv[0];
     unsigned long v;
     unsigned long long b;
+    int frozen_choice = -1;             /* -1: on where it can be */
     int c, index;
 
     *o = (struct options){
         .subscribers = 32, .publishers = 4, .run_threads = 2, .workers = 2,
         .duration = 9.5, .sizes = { 64, 256, 1024, 4096, 16384 }, .nsizes = 5,
-        .cap = (size_t)8 << 20, .stall_ns = STALL_MS_DEFAULT * 1000000ull, .slow = true,
-        .disconnect = true, .seed = 1,
+        .cap = (size_t)8 << 20, .stall_ns = STALL_MS_DEFAULT * 1000000ull,
+        .send_timeout_ns = SEND_TIMEOUT_MS_DEFAULT * 1000000ull, .slow = true, .disconnect = true,
+        .seed = 1,
     };
     o->progress = isatty(STDERR_FILENO) == 1;
     while ((c = getopt_long(argc, argv, "", longopts, &index)) != -1) {
@@ -1228,6 +1368,13 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return bad_value(prog, name, optarg);
             o->stall_ns = (uint64_t)v * 1000000u;
             break;
+        case OPT_SEND_TIMEOUT:
+            if (strcmp(optarg, "0") == 0)
+                v = 0;                  /* none */
+            else if (parse_count(optarg, 3600000ul, &v) != 0)
+                return bad_value(prog, name, optarg);
+            o->send_timeout_ns = (uint64_t)v * 1000000u;
+            break;
         case OPT_SEED:
             if (parse_bytes(optarg, UINT64_MAX, &b) != 0)
                 return bad_value(prog, name, optarg);
@@ -1237,6 +1384,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         case OPT_NO_SLOW: o->slow = false; break;
         case OPT_DISCONNECT: o->disconnect = true; break;
         case OPT_NO_DISCONNECT: o->disconnect = false; break;
+        case OPT_FROZEN: frozen_choice = 1; break;
+        case OPT_NO_FROZEN: frozen_choice = 0; break;
         case OPT_PROGRESS: o->progress = true; break;
         case OPT_HELP:
             usage(stdout, prog);
@@ -1251,10 +1400,26 @@ static int parse_options(int argc, char **argv, struct options *o)
         usage(stderr, prog);
         return -1;
     }
-    if (o->subscribers < 1u + o->slow + o->disconnect) {
-        fprintf(stderr, "%s: --subscribers must be at least %u with%s%s (one healthy one)\n", prog,
-                1u + o->slow + o->disconnect, o->slow ? " --slow" : "",
-                o->disconnect ? " --disconnect" : "");
+    /* Nothing but the send timeout drops the frozen subscriber. */
+    o->frozen = frozen_choice >= 0 ? frozen_choice == 1 :
+                o->send_timeout_ns != 0 && o->subscribers >= 2u + o->slow + o->disconnect;
+    if (o->frozen && o->send_timeout_ns == 0) {
+        fprintf(stderr, "%s: --frozen needs a --send-timeout: nothing else drops it\n", prog);
+        usage(stderr, prog);
+        return -1;
+    }
+    if (o->subscribers < 1u + o->slow + o->disconnect + o->frozen) {
+        fprintf(stderr, "%s: --subscribers must be at least %u with%s%s%s (one healthy one)\n", prog,
+                1u + o->slow + o->disconnect + o->frozen, o->slow ? " --slow" : "",
+                o->disconnect ? " --disconnect" : "", o->frozen ? " --frozen" : "");
+        usage(stderr, prog);
+        return -1;
+    }
+    /* Publishers stop waiting for the slow subscriber after --stall, and
+     * only then does its backlog grow to the cap: a send timeout no longer
+     * than that drops it first. */
+    if (o->slow && o->send_timeout_ns != 0 && o->send_timeout_ns <= o->stall_ns) {
+        fprintf(stderr, "%s: --send-timeout must be longer than --stall with --slow\n", prog);
         usage(stderr, prog);
         return -1;
     }
@@ -1331,6 +1496,10 @@ static const char *state_name(const struct subscriber *s, char *buf, size_t size
         format_bytes(queued, sizeof(queued), s->drop_queued);
         snprintf(buf, size, "slow (queued %s)", queued);
         return buf;
+    case SUB_DROPPED_TIMEOUT:
+        format_bytes(queued, sizeof(queued), atomic_load(&s->timed_out_bytes));
+        snprintf(buf, size, "timed out (queued %s)", queued);
+        return buf;
     case SUB_DISCONNECTED:
         snprintf(buf, size, "disconnected (%s)", errno_name(s->drop_error));
         return buf;
@@ -1340,8 +1509,38 @@ static const char *state_name(const struct subscriber *s, char *buf, size_t size
     }
 }
 
+/* The frozen subscriber's drop: by the send timeout, and not before the
+ * timeout had passed since its last progress.  One line per problem. */
+static unsigned verify_frozen(struct fanout *f, struct subscriber *s, bool frozen_caught)
+{
+    const struct options *o = f->o;
+    uint64_t since_last_taken;
+    char why[64];
+
+    if (!frozen_caught) {
+        printf("FAIL subscriber %u stopped reading but the send timeout never dropped it while "
+               "publishing (raise --messages or --duration, or lower --send-timeout)\n",
+               s->index);
+        return 1;
+    }
+    if (atomic_load(&s->state) != SUB_DROPPED_TIMEOUT) {
+        printf("FAIL subscriber %u: frozen one ended %s, not by the send timeout (lower "
+               "--send-timeout or raise --cap)\n",
+               s->index, state_name(s, why, sizeof(why)));
+        return 1;
+    }
+    since_last_taken = s->drop_ns - atomic_load(&s->last_taken_published_ns);
+    if (since_last_taken < o->send_timeout_ns) {
+        printf("FAIL subscriber %u: dropped by the send timeout %.1f ms after the last message it "
+               "took was published, before the %.0f ms timeout had passed\n",
+               s->index, (double)since_last_taken / 1e6, (double)o->send_timeout_ns / 1e6);
+        return 1;
+    }
+    return 0;
+}
+
 /* Prints one line per problem and returns how many there were. */
-static unsigned verify(struct fanout *f, bool slow_caught)
+static unsigned verify(struct fanout *f, bool slow_caught, bool frozen_caught)
 {
     const struct options *o = f->o;
     unsigned problems = 0;
@@ -1375,8 +1574,11 @@ static unsigned verify(struct fanout *f, bool slow_caught)
         switch (s->role) {
         case ROLE_HEALTHY:
             if (state != SUB_LIVE) {
-                printf("FAIL subscriber %u: healthy but dropped: %s\n", i,
-                       state_name(s, why, sizeof(why)));
+                printf("FAIL subscriber %u: healthy but dropped: %s%s\n", i,
+                       state_name(s, why, sizeof(why)),
+                       state == SUB_DROPPED_TIMEOUT ?
+                       " (its reader or the workers did not run for --send-timeout: on a "
+                       "loaded machine, raise it)" : "");
                 problems++;
                 break;
             }
@@ -1413,6 +1615,9 @@ static unsigned verify(struct fanout *f, bool slow_caught)
                 problems++;
             }
             break;
+        case ROLE_FROZEN:
+            problems += verify_frozen(f, s, frozen_caught);
+            break;
         }
     }
     return problems;
@@ -1424,14 +1629,17 @@ static void print_summary(struct fanout *f, const io_context_stats *st, double p
     const struct options *o = f->o;
     unsigned long long published = atomic_load(&f->published), writes = atomic_load(&f->writes_ok);
     unsigned long long delivered = 0, healthy_msgs = 0;
-    unsigned dropped = 0;
+    unsigned dropped = 0, at_cap = 0, timed_out = 0;
     char p50[32], p99[32], max[32], why[64], cap[32];
 
     for (unsigned i = 0; i < o->subscribers; i++) {
+        int state = atomic_load(&f->subs[i].state);
+
         delivered += f->subs[i].received_bytes;
-        if (atomic_load(&f->subs[i].state) != SUB_LIVE)
-            dropped++;
-        else
+        dropped += state != SUB_LIVE;
+        at_cap += state == SUB_DROPPED_SLOW;
+        timed_out += state == SUB_DROPPED_TIMEOUT;
+        if (state == SUB_LIVE)
             healthy_msgs += f->subs[i].received_msgs;
     }
     format_ns(p50, sizeof(p50), lat_quantile(&f->latency, writes, 0.50));
@@ -1451,19 +1659,32 @@ static void print_summary(struct fanout *f, const io_context_stats *st, double p
     printf("%-26s would_block %" PRIu64 ", ops started %" PRIu64 ", completed %" PRIu64 "\n",
            "library stats", st->would_block, st->ops_started, st->ops_completed);
     printf("%-26s p50 %s, p99 %s, max %s\n", "publish-to-handler", p50, p99, max);
-    printf("%-26s %u of %u (cap %s)\n", "subscribers dropped", dropped, o->subscribers, cap);
+    printf("%-26s %u of %u\n", "subscribers dropped", dropped, o->subscribers);
+    printf("%-26s %u (cap %s)\n", "  dropped at the cap", at_cap, cap);
+    if (o->send_timeout_ns != 0)
+        printf("%-26s %u (timeout %.0f ms)\n", "  dropped by send timeout", timed_out,
+               (double)o->send_timeout_ns / 1e6);
+    else
+        printf("%-26s %u (no send timeout)\n", "  dropped by send timeout", timed_out);
     for (unsigned i = 0; i < o->subscribers; i++) {
         struct subscriber *s = &f->subs[i];
+        int state = atomic_load(&s->state);
+        char since_last[64] = "";
 
-        if (atomic_load(&s->state) == SUB_LIVE)
+        if (state == SUB_LIVE)
             continue;
-        printf("  #%-3u %-26s after %llu messages written; it verified %llu%s\n", i,
-               state_name(s, why, sizeof(why)), s->drop_writes, s->received_msgs,
+        if (state == SUB_DROPPED_TIMEOUT)
+            snprintf(since_last, sizeof(since_last), " (the last it took published %.2f s before)",
+                     (double)(s->drop_ns - atomic_load(&s->last_taken_published_ns)) / 1e9);
+        printf("  #%-3u %-28s after %llu messages written%s; it verified %llu%s\n", i,
+               state_name(s, why, sizeof(why)), s->drop_writes, since_last, s->received_msgs,
                s->closed_itself ? " and hung up" :
                s->leftover != 0 ? " + a cut-off one" : "");
     }
-    printf("%-26s ECANCELED %llu, EBADF %llu, EPIPE %llu, ECONNRESET %llu, other %llu\n",
-           "write errors", atomic_load(&f->err_canceled), atomic_load(&f->err_badf),
+    printf("%-26s ETIMEDOUT %llu, ECANCELED %llu, EBADF %llu, EPIPE %llu, ECONNRESET %llu, "
+           "other %llu\n",
+           "write errors", atomic_load(&f->err_timedout), atomic_load(&f->err_canceled),
+           atomic_load(&f->err_badf),
            atomic_load(&f->err_pipe), atomic_load(&f->err_connreset), atomic_load(&f->err_other));
     printf("%-26s %llu (to subscribers already gone)\n", "writes skipped", atomic_load(&f->skipped));
 }
@@ -1476,8 +1697,8 @@ int main(int argc, char **argv)
     io_context_options copts;
     io_context_stats stats;
     uint64_t start, stopped, finished;
-    unsigned problems, disconnect_index;
-    bool slow_caught = true;
+    unsigned problems, disconnect_index, frozen_index;
+    bool slow_caught = true, frozen_caught = true;
     char cap[32];
     int listen_fd, err;
 
@@ -1491,6 +1712,7 @@ int main(int argc, char **argv)
     f.o = &o;
     f.max_wire = max_wire_of(&o);
     f.window = o.cap / FLOW_WINDOW_DIV;
+    f.low_volume_interval_ns = (uint64_t)o.publishers * 1000000000u / LOW_VOLUME_PER_SECOND;
     check_pthread(pthread_mutex_init(&f.flow_lock, NULL), "pthread_mutex_init");
     check_pthread(pthread_mutex_init(&f.done_lock, NULL), "pthread_mutex_init");
     check_pthread(pthread_mutex_init(&f.note_lock, NULL), "pthread_mutex_init");
@@ -1503,19 +1725,24 @@ int main(int argc, char **argv)
     if (f.subs == NULL || f.pubs == NULL || runners == NULL)
         fatal("out of memory");
     disconnect_index = o.slow ? 1 : 0;
+    frozen_index = disconnect_index + (o.disconnect ? 1 : 0);
     for (unsigned i = 0; i < o.subscribers; i++) {
         struct subscriber *s = &f.subs[i];
 
         s->f = &f;
         s->index = i;
         s->role = o.slow && i == 0 ? ROLE_SLOW :
-                  o.disconnect && i == disconnect_index ? ROLE_DISCONNECT : ROLE_HEALTHY;
+                  o.disconnect && i == disconnect_index ? ROLE_DISCONNECT :
+                  o.frozen && i == frozen_index ? ROLE_FROZEN : ROLE_HEALTHY;
         atomic_init(&s->state, SUB_LIVE);
         atomic_init(&s->writes_ok, 0);
         atomic_init(&s->stalled_at, ~0ull);
+        atomic_init(&s->last_taken_published_ns, 0);
+        atomic_init(&s->timed_out_bytes, 0);
         latch_init(&s->dropped);
         s->next_seq = calloc(o.publishers, sizeof(*s->next_seq));
-        if (s->next_seq == NULL)
+        s->low_volume_received = calloc(o.publishers, sizeof(*s->low_volume_received));
+        if (s->next_seq == NULL || s->low_volume_received == NULL)
             fatal("out of memory");
     }
 
@@ -1532,8 +1759,9 @@ int main(int argc, char **argv)
 
     format_bytes(cap, sizeof(cap), o.cap);
     printf("fanout on 127.0.0.1:%u: %u subscribers, %u publishers, %u run threads, %u workers, "
-           "cap %s, ",
-           ntohs(f.addr.sin_port), o.subscribers, o.publishers, o.run_threads, o.workers, cap);
+           "cap %s, send timeout %.0f ms, ",
+           ntohs(f.addr.sin_port), o.subscribers, o.publishers, o.run_threads, o.workers, cap,
+           (double)o.send_timeout_ns / 1e6);
     if (o.messages != 0)
         printf("%lu messages per publisher\n", o.messages);
     else
@@ -1564,10 +1792,17 @@ int main(int argc, char **argv)
     stopped = now_ns();
 
     /* A slow subscriber the cap never caught still waits to be dropped:
-     * let it read, or its writes would never end. */
+     * let it read, or its writes would never end.  So does a frozen one
+     * the send timeout has not dropped yet: the run fails, as the timeout
+     * had to fire while the others were served, and reading ends its
+     * writes now rather than at the timeout. */
     if (o.slow && atomic_load(&f.subs[0].state) == SUB_LIVE) {
         slow_caught = false;
         latch_open(&f.subs[0].dropped);
+    }
+    if (o.frozen && atomic_load(&f.subs[frozen_index].state) == SUB_LIVE) {
+        frozen_caught = false;
+        latch_open(&f.subs[frozen_index].dropped);
     }
     /* Pending writes are work too: run returns once every handler ran. */
     io_context_work_finished(f.ctx);
@@ -1583,7 +1818,7 @@ int main(int argc, char **argv)
     io_context_destroy(f.ctx);
 
     print_summary(&f, &stats, (double)(stopped - start) / 1e9, (double)(finished - start) / 1e9);
-    problems = verify(&f, slow_caught);
+    problems = verify(&f, slow_caught, frozen_caught);
     if (problems == 0)
         printf("verified: OK\n");
     else
@@ -1592,6 +1827,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < o.subscribers; i++) {
         latch_destroy(&f.subs[i].dropped);
         free(f.subs[i].next_seq);
+        free(f.subs[i].low_volume_received);
     }
     for (unsigned p = 0; p < o.publishers; p++) {
         free(f.pubs[p].seen_writes);
