@@ -152,7 +152,10 @@ IOCTX_API void   io_context_destroy(io_context *ctx);
  * outstanding io_context_work_started()); blocks while there is work but
  * nothing is ready.  A return because no work is left also leaves the
  * context stopped.  May be called from many threads at once.  Returns the
- * number of handlers this call ran (0 for NULL).  Asio: io_context::run().
+ * number of handlers this call ran (0 for NULL).  Called from inside a
+ * handler of the same context (this and run_one, poll, poll_one) it
+ * returns 0 at once, where it would wait for itself; Asio leaves that
+ * undefined.  Asio: io_context::run().
  */
 IOCTX_API size_t io_context_run(io_context *ctx);
 
@@ -277,7 +280,10 @@ IOCTX_API bool   io_strand_running_in_this_thread(const io_strand *strand);
  * strand is NULL.  Writes go through the context's worker threads: a
  * socket with sendmsg(MSG_NOSIGNAL), anything else with writev; SIGPIPE
  * is never raised.  Returns 0, EINVAL (ctx or out is NULL, or strand
- * belongs to another context), EBADF (fd is not open) or ENOMEM.
+ * belongs to another context), EBADF (fd is not open, or not open for
+ * writing: a pipe's read end, a directory), EEXIST (an open descriptor of
+ * this context already holds fd: two would be two owners and two closes)
+ * or ENOMEM.
  * Thread-safe.  Asio: posix::stream_descriptor(strand_or_ctx, fd).
  */
 IOCTX_API int    io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descriptor **out);
@@ -297,8 +303,9 @@ IOCTX_API bool   io_descriptor_is_open(const io_descriptor *d);
  * asked; with more than IOV_MAX buffers only the first IOV_MAX may be
  * written), or with an error and 0 bytes.  Operations on one descriptor
  * are performed, and their handlers run, in the order they were started.
- * Returns 0, EINVAL, ENOMEM, or EBUSY (cancel is attached to another
- * pending operation).  The handler runs on the descriptor's strand, on a
+ * Returns 0, EINVAL (also for buffers whose lengths add up to more than
+ * SSIZE_MAX: no byte is written), ENOMEM, or EBUSY (cancel is attached to
+ * another pending operation).  The handler runs on the descriptor's strand, on a
  * thread inside run/poll (or in destroy), never inside this call; its
  * error is 0, ECANCELED, EBADF or what the system call said.  Thread-safe,
  * also concurrently on one descriptor.  cancel may be NULL; it supports

@@ -4,8 +4,9 @@
  *
  * Data and locking:
  *   ctx->lock guards ctx->ready (plain handlers and strands that have
- *   handlers), ctx->spare_nodes, ctx->members, ctx->idle_runners, and every
- *   write of ctx->stopped.  It is held for pointer moves only: never while
+ *   handlers), ctx->spare_nodes, ctx->members, ctx->idle_runners, the map
+ *   of fds held by open descriptors (claimed_fds), and every write of
+ *   ctx->stopped.  It is held for pointer moves only: never while
  *   a handler runs, never across a call to the allocator.
  *   ctx->outstanding_work and ctx->stats are atomics changed without the
  *   lock; whoever brings the work count to zero then takes the lock to
@@ -25,8 +26,29 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "internal.h"
+
+/* The contexts whose handlers this thread is running, innermost first: a
+ * handler that calls run on its own context would wait for itself. */
+struct running_frame {
+    const io_context *ctx;
+    struct running_frame *outer;
+};
+
+static _Thread_local struct running_frame *running_frames;
+
+static bool running_here(const io_context *ctx)
+{
+    for (const struct running_frame *f = running_frames; f != NULL; f = f->outer)
+        if (f->ctx == ctx)
+            return true;
+    return false;
+}
+
+/* Words of the claimed-fd map at create: fds 0 to 1,023. */
+#define IO_CLAIMED_WORDS_INITIAL 16
 
 struct runner {
     io_context *ctx;
@@ -146,9 +168,11 @@ static size_t run_task(struct runner *r, struct io_task *t, size_t budget)
 static size_t run_tasks(struct runner *r, size_t budget, bool block)
 {
     io_context *ctx = r->ctx;
+    struct running_frame frame = { ctx, running_frames };
     size_t ran = 0, n;
     struct io_task *t;
 
+    running_frames = &frame;
     pthread_mutex_lock(&ctx->lock);
     while (ran < budget) {
         struct io_task *requeued = r->requeue;
@@ -169,6 +193,7 @@ static size_t run_tasks(struct runner *r, size_t budget, bool block)
     settle_locked(r, false);
     pthread_mutex_unlock(&ctx->lock);
     io__handler_nodes_free(&r->spent);
+    running_frames = frame.outer;
     return ran;
 }
 
@@ -176,7 +201,9 @@ static size_t run_as_user(io_context *ctx, size_t budget, bool block)
 {
     struct runner r = { .ctx = ctx, .spent = IO_TASK_QUEUE_INIT };
 
-    if (ctx == NULL)
+    /* Called from one of ctx's own handlers: Asio leaves it undefined; it
+     * would wait for the handler it is called from.  Nothing runs. */
+    if (ctx == NULL || running_here(ctx))
         return 0;
     return run_tasks(&r, budget, block);
 }
@@ -212,9 +239,17 @@ int io_context_create(io_context **out, const io_context_options *opts)
     err = pthread_cond_init(&ctx->ready_cond, NULL);
     if (err != 0)
         goto out_destroy_lock;
+    /* Room for fds below 1,024 at once: creating a descriptor on one of
+     * those allocates nothing for the map. */
+    ctx->claimed_words = IO_CLAIMED_WORDS_INITIAL;
+    ctx->claimed_fds = io__alloc(ctx->claimed_words * sizeof(*ctx->claimed_fds));
+    err = ENOMEM;
+    if (ctx->claimed_fds == NULL)
+        goto out_destroy_cond;
+    memset(ctx->claimed_fds, 0, ctx->claimed_words * sizeof(*ctx->claimed_fds));
     err = io__op_cache_init(&ctx->op_cache);
     if (err != 0)
-        goto out_destroy_cond;
+        goto out_free_claimed;
     err = io__workers_start(&ctx->workers, ctx->worker_threads, io__context_flush_pushes);
     if (err != 0)
         goto out_free_op_cache;
@@ -223,6 +258,8 @@ int io_context_create(io_context **out, const io_context_options *opts)
 
 out_free_op_cache:
     io__op_cache_free(&ctx->op_cache);
+out_free_claimed:
+    io__free(ctx->claimed_fds);
 out_destroy_cond:
     pthread_cond_destroy(&ctx->ready_cond);
 out_destroy_lock:
@@ -264,6 +301,7 @@ void io_context_destroy(io_context *ctx)
     io__workers_free(&ctx->workers);
     io__op_cache_free(&ctx->op_cache);
     io__handler_nodes_free(&ctx->spare_nodes.nodes);
+    io__free(ctx->claimed_fds);
     pthread_cond_destroy(&ctx->ready_cond);
     pthread_mutex_destroy(&ctx->lock);
     io__free(ctx);
@@ -441,4 +479,59 @@ void io__context_push_ready(io_context *ctx, struct io_task *t)
 bool io__context_is_stopped(io_context *ctx)
 {
     return atomic_load_explicit(&ctx->stopped, memory_order_acquire);
+}
+
+/* The claimed fds are a bitmap indexed by fd number: create and close
+ * cost O(1), and the map is as large as the highest fd ever held. */
+#define FD_WORD_BITS 64u
+
+int io__context_claim_fd(io_context *ctx, int fd)
+{
+    size_t word = (size_t)fd / FD_WORD_BITS;
+    uint64_t bit = (uint64_t)1 << ((unsigned)fd % FD_WORD_BITS);
+
+    for (;;) {
+        uint64_t *bigger, *spare;
+        size_t words;
+        int err = 0;
+
+        pthread_mutex_lock(&ctx->lock);
+        if (word < ctx->claimed_words) {
+            if (ctx->claimed_fds[word] & bit)
+                err = EEXIST;
+            else
+                ctx->claimed_fds[word] |= bit;
+            pthread_mutex_unlock(&ctx->lock);
+            return err;
+        }
+        words = ctx->claimed_words;
+        pthread_mutex_unlock(&ctx->lock);
+        /* Grow with no lock held, then look again. */
+        words = word + 1 > 2 * words ? word + 1 : 2 * words;
+        bigger = io__alloc(words * sizeof(*bigger));
+        if (bigger == NULL)
+            return ENOMEM;
+        pthread_mutex_lock(&ctx->lock);
+        spare = bigger;
+        if (words > ctx->claimed_words) {
+            memset(bigger, 0, words * sizeof(*bigger));
+            if (ctx->claimed_words > 0)
+                memcpy(bigger, ctx->claimed_fds, ctx->claimed_words * sizeof(*bigger));
+            spare = ctx->claimed_fds;
+            ctx->claimed_fds = bigger;
+            ctx->claimed_words = words;
+        }
+        pthread_mutex_unlock(&ctx->lock);
+        io__free(spare);
+    }
+}
+
+void io__context_unclaim_fd(io_context *ctx, int fd)
+{
+    size_t word = (size_t)fd / FD_WORD_BITS;
+
+    pthread_mutex_lock(&ctx->lock);
+    if (word < ctx->claimed_words)
+        ctx->claimed_fds[word] &= ~((uint64_t)1 << ((unsigned)fd % FD_WORD_BITS));
+    pthread_mutex_unlock(&ctx->lock);
 }

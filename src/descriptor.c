@@ -76,9 +76,18 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
     flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fstat(fd, &st) != 0)
         return errno;
+    /* Nothing could ever be written: say so now, not in every handler. */
+    if ((flags & O_ACCMODE) == O_RDONLY || S_ISDIR(st.st_mode))
+        return EBADF;
+    /* Two descriptors on one fd would be two owners and two closes. */
+    err = io__context_claim_fd(ctx, fd);
+    if (err != 0)
+        return err;
     d = io__alloc(sizeof(*d));
-    if (d == NULL)
+    if (d == NULL) {
+        io__context_unclaim_fd(ctx, fd);
         return ENOMEM;
+    }
     *d = (io_descriptor){
         .watch = { .fd = fd, .turn = turn },
         .strand = strand,
@@ -113,6 +122,7 @@ out_destroy_lock:
     pthread_mutex_destroy(&d->lock);
 out_free:
     io__free(d);
+    io__context_unclaim_fd(ctx, fd);
     return err;
 }
 
@@ -195,13 +205,14 @@ static bool ends_at_once_locked(io_descriptor *d, const struct io_write_op *op, 
 /* Returns an op for count buffers, filled, with d->lock held; NULL (out
  * of memory) with it not held. */
 static struct io_write_op *take_op(io_descriptor *d, const struct iovec *bufs, size_t count,
-                                   bool write_all, io_write_handler handler, void *arg)
+                                   size_t total, bool write_all, io_write_handler handler,
+                                   void *arg)
 {
     struct io_write_op *op = io__write_op_take(&io__descriptor_ctx(d)->op_cache, count);
 
     if (op == NULL)
         return NULL;
-    io__write_op_init(op, bufs, count, write_all, handler, arg);
+    io__write_op_init(op, bufs, count, total, write_all, handler, arg);
     op->task.type = &completion_type;
     op->d = d;
     pthread_mutex_lock(&d->lock);
@@ -224,11 +235,13 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
     struct io_task_queue done = IO_TASK_QUEUE_INIT;
     struct io_write_op *op;
     bool schedule = false, at_once;
+    size_t total;
     int error = 0;
 
-    if (d == NULL || handler == NULL || (bufs == NULL && count > 0))
+    if (d == NULL || handler == NULL || (bufs == NULL && count > 0)
+        || !io__iovs_total(bufs, count, &total))
         return EINVAL;
-    op = take_op(d, bufs, count, write_all, handler, arg);
+    op = take_op(d, bufs, count, total, write_all, handler, arg);
     if (op == NULL)
         return ENOMEM;
 
@@ -436,6 +449,8 @@ static int take_fd(io_descriptor *d)
     if (fd >= 0) {
         io__workers_forget(&io__descriptor_ctx(d)->workers, &d->watch);
         d->watch.fd = -1;
+        /* Before the fd can be closed and its number reused. */
+        io__context_unclaim_fd(io__descriptor_ctx(d), fd);
     }
     release_refs(d, 1);
     if (fd < 0)

@@ -241,8 +241,11 @@ struct io_write_op *io__write_op_take(struct io_op_cache *c, size_t count);
 /* Takes back ops whose handlers have run: the small ones into the cache
  * while there is room, the rest to the allocator.  No lock held. */
 void io__write_ops_give_back(struct io_op_cache *c, struct io_task_queue *ops);
+/* The bytes of count buffers into *total; false when count or the sum is
+ * more than a write can take (the caller says EINVAL). */
+bool io__iovs_total(const struct iovec *bufs, size_t count, size_t *total);
 void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
-                       bool write_all, io_write_handler handler, void *arg);
+                       size_t total, bool write_all, io_write_handler handler, void *arg);
 size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
                            size_t budget);
 void io__write_op_advance(struct io_write_op *op, size_t n);
@@ -276,6 +279,8 @@ struct io_context {
     struct io_task_queue ready;         /* lock: handlers and strands */
     struct io_node_cache spare_nodes;   /* lock */
     struct io_member *members;          /* lock: every strand and descriptor */
+    uint64_t *claimed_fds;              /* lock: bit per fd an open descriptor holds */
+    size_t claimed_words;               /* lock */
     unsigned idle_runners;              /* lock: threads in pthread_cond_wait */
     unsigned worker_threads;            /* from the options; set at create */
 
@@ -312,6 +317,10 @@ void io__context_finish_work(io_context *ctx, size_t n);
 /* Adds m, of the given type, to ctx's registry, or takes it out. */
 void io__context_adopt(io_context *ctx, struct io_member *m, const struct io_member_type *type);
 void io__context_forget(io_context *ctx, struct io_member *m);
+/* An open descriptor of ctx takes fd: 0, EEXIST when one already holds
+ * it, or ENOMEM.  unclaim gives it up (close, release, shutdown). */
+int io__context_claim_fd(io_context *ctx, int fd);
+void io__context_unclaim_fd(io_context *ctx, int fd);
 /* Queues a task for the run threads and wakes one; on a thread that
  * defers its pushes, only queues it until the next flush. */
 void io__context_push_ready(io_context *ctx, struct io_task *t);

@@ -17,6 +17,7 @@
  * (nobody else moves such an op).  After it ends it belongs to the strand
  * that runs its handler.  No locks here; op_queue.c owns op->state.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -45,10 +46,28 @@ static struct io_write_op *alloc_op(size_t count)
 
 /* Copies the array, not the data: the caller keeps the buffers valid until
  * the handler runs, as in Asio.  op has room for count buffers. */
-void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
-                       bool write_all, io_write_handler handler, void *arg)
+bool io__iovs_total(const struct iovec *bufs, size_t count, size_t *total)
 {
-    size_t capacity = op->iov_capacity, total = 0;
+    size_t sum = 0;
+
+    /* So many that the op could not even hold the array. */
+    if (count > (SIZE_MAX - sizeof(struct io_write_op)) / sizeof(struct iovec))
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        /* More than one system call can report (SSIZE_MAX) cannot be
+         * real memory, and would wrap the queued-bytes count. */
+        if (bufs[i].iov_len > (size_t)SSIZE_MAX - sum)
+            return false;
+        sum += bufs[i].iov_len;
+    }
+    *total = sum;
+    return true;
+}
+
+void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
+                       size_t total, bool write_all, io_write_handler handler, void *arg)
+{
+    size_t capacity = op->iov_capacity;
 
     *op = (struct io_write_op){
         .state = IO_OP_NEW,
@@ -60,11 +79,6 @@ void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t 
     };
     if (count > 0)
         memcpy(op->iov, bufs, count * sizeof(struct iovec));
-    for (size_t i = 0; i < count; i++) {
-        /* A total past SIZE_MAX cannot be real memory; the kernel will say
-         * EFAULT or EINVAL for it, and the handler gets that. */
-        total = bufs[i].iov_len > SIZE_MAX - total ? SIZE_MAX : total + bufs[i].iov_len;
-    }
     op->total = total;
 }
 

@@ -242,8 +242,41 @@ START_TEST(steady_state_writes_do_not_allocate)
 }
 END_TEST
 
+/* Buffers whose lengths add up past SSIZE_MAX, and counts whose array
+ * could not even be copied, are EINVAL: nothing is queued or written,
+ * no handler runs. */
+START_TEST(write_rejects_sizes_past_ssize_max)
+{
+    struct tu_stream io;
+    struct tu_result r;
+    char byte = 'x';
+    struct iovec two[2] = { { &byte, (size_t)SSIZE_MAX / 2 + 1 }, { &byte, (size_t)SSIZE_MAX / 2 + 1 } };
+    struct iovec one = { &byte, (size_t)SSIZE_MAX + 1 };
+
+    tu_stream_open(&io, TU_PIPE, 1);
+    tu_results_init(&r, 1);
+    for (int all = 0; all < 2; all++) {
+        io_write_handler h = tu_record;
+        int (*start)(io_descriptor *, const struct iovec *, size_t, io_write_handler, void *,
+                     io_cancel_signal *) = all ? io_descriptor_async_write : io_descriptor_async_write_some;
+
+        ck_assert_int_eq(start(io.d, two, 2, h, &r, NULL), EINVAL);
+        ck_assert_int_eq(start(io.d, &one, 1, h, &r, NULL), EINVAL);
+        ck_assert_int_eq(start(io.d, &one, SIZE_MAX / sizeof(struct iovec), h, &r, NULL), EINVAL);
+        ck_assert_int_eq(start(io.d, &one, SIZE_MAX, h, &r, NULL), EINVAL);
+    }
+    ck_assert_uint_eq(io_descriptor_queued_bytes(io.d), 0);
+    ck_assert_uint_eq(tu_stats(io.ctx).ops_started, 0);
+    ck_assert_uint_eq(tu_run_marked(io_context_poll, io.ctx), 0);
+    ck_assert_int_eq(tu_int(&r.calls), 0);
+    ck_assert_int_eq(tu_write_calls(), 0);
+    tu_stream_close(&io);
+}
+END_TEST
+
 void tu_add_tests(Suite *s)
 {
+    tu_add_tcase(s, "strict", TU_TESTS(write_rejects_sizes_past_ssize_max));
     tu_add_tcase(s, "initiating calls", TU_TESTS(write_rejects_null_arguments,
                                                  handler_runs_inside_run_never_inside_the_call,
                                                  zero_byte_writes_complete_without_a_system_call));

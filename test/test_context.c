@@ -655,8 +655,53 @@ START_TEST(idle_workers_wait_in_poll)
 }
 END_TEST
 
+/* run, run_one, poll and poll_one called from a handler of the same
+ * context (plain, on a strand, or inside destroy) return 0 at once and
+ * run nothing; the outer run goes on and runs what is queued. */
+struct nested {
+    io_context *ctx;
+    atomic_int calls;
+    atomic_int nonzero;     /* nested calls that did not return 0 */
+};
+
+static void call_run_inside(void *arg)
+{
+    struct nested *n = arg;
+
+    if (io_context_run(n->ctx) != 0 || io_context_run_one(n->ctx) != 0
+        || io_context_poll(n->ctx) != 0 || io_context_poll_one(n->ctx) != 0)
+        atomic_fetch_add(&n->nonzero, 1);
+    atomic_fetch_add(&n->calls, 1);
+}
+
+START_TEST(run_from_a_handler_of_the_same_context_returns_zero)
+{
+    struct nested n = { .ctx = tu_new_context(1) };
+    io_strand *strand = tu_new_strand(n.ctx);
+    struct tu_counter after = { 0 };
+
+    atomic_init(&n.calls, 0);
+    atomic_init(&n.nonzero, 0);
+    ck_assert_int_eq(io_context_post(n.ctx, call_run_inside, &n), 0);
+    ck_assert_int_eq(io_strand_post(strand, call_run_inside, &n), 0);
+    ck_assert_int_eq(io_context_post(n.ctx, tu_count, &after), 0);
+    ck_assert_uint_eq(tu_run_marked(io_context_run, n.ctx), 3);
+    ck_assert_int_eq(tu_int(&n.calls), 2);
+    ck_assert_int_eq(tu_int(&after.calls), 1);
+    /* Inside destroy too. */
+    ck_assert_int_eq(io_context_post(n.ctx, call_run_inside, &n), 0);
+    io_strand_destroy(strand);
+    tu_inside_run = true;
+    tu_destroy_context(n.ctx);
+    tu_inside_run = false;
+    ck_assert_int_eq(tu_int(&n.calls), 3);
+    ck_assert_int_eq(tu_int(&n.nonzero), 0);
+}
+END_TEST
+
 void tu_add_tests(Suite *s)
 {
+    tu_add_tcase(s, "nested", TU_TESTS(run_from_a_handler_of_the_same_context_returns_zero));
     tu_add_tcase(s, "errors", TU_TESTS(null_arguments_give_einval,
                                        create_accepts_options_and_zero_workers,
                                        out_of_memory_gives_enomem_and_loses_nothing));

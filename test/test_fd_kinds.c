@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <termios.h>
 
 #include "alloc.h"
@@ -214,8 +215,92 @@ START_TEST(pty_slave_writes_reach_the_master)
 }
 END_TEST
 
+/* A descriptor is for writing: an fd that cannot be written is refused
+ * at create, not in every handler later; the fd is left as it was. */
+START_TEST(create_rejects_fds_not_open_for_writing)
+{
+    io_context *ctx = tu_new_context(1);
+    io_descriptor *d = NULL;
+    int fds[2], dir;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert_int_eq(io_descriptor_create(ctx, fds[0], NULL, &d), EBADF);
+    ck_assert_ptr_null(d);
+    ck_assert(!tu_is_nonblocking(fds[0]));
+    dir = open("/", O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(dir, 0);
+    ck_assert_int_eq(io_descriptor_create(ctx, dir, NULL, &d), EBADF);
+    ck_assert_ptr_null(d);
+    close(dir);
+    close(fds[0]);
+    close(fds[1]);
+    tu_destroy_context(ctx);
+}
+END_TEST
+
+/* One fd, one open descriptor per context: a second one is EEXIST; once
+ * the first is closed or released the number is free again; another
+ * context is not concerned. */
+START_TEST(create_rejects_an_fd_already_held_in_the_context)
+{
+    io_context *ctx = tu_new_context(1), *other = tu_new_context(1);
+    io_descriptor *d, *again = NULL, *elsewhere;
+    int fds[2], fd;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    d = tu_new_descriptor(ctx, fds[1], NULL);
+    ck_assert_int_eq(io_descriptor_create(ctx, fds[1], NULL, &again), EEXIST);
+    ck_assert_ptr_null(again);
+    elsewhere = tu_new_descriptor(other, fds[1], NULL);
+    io_descriptor_destroy(elsewhere);           /* closes fds[1] */
+    ck_assert(io_descriptor_is_open(d));
+    io_descriptor_destroy(d);                   /* EBADF inside: already closed */
+
+    ck_assert_int_eq(pipe(fds), 0);
+    d = tu_new_descriptor(ctx, fds[1], NULL);
+    fd = io_descriptor_release(d);
+    ck_assert_int_eq(fd, fds[1]);
+    again = tu_new_descriptor(ctx, fd, NULL);   /* released: free again */
+    io_descriptor_destroy(again);
+    io_descriptor_destroy(d);
+    close(fds[0]);
+    tu_destroy_context(ctx);
+    tu_destroy_context(other);
+}
+END_TEST
+
+/* fds above what the map holds at first: it grows, and still tells. */
+START_TEST(create_claims_high_fd_numbers)
+{
+    io_context *ctx = tu_new_context(1);
+    io_descriptor *d, *again = NULL;
+    struct rlimit rl;
+    int fds[2], high;
+
+    /* Room for fd 5000: the soft limit is often 1,024, the hard one more. */
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    ck_assert_msg(rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 5000,
+                  "RLIMIT_NOFILE's hard limit is below 5,001");
+    rl.rlim_cur = rl.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    ck_assert_int_eq(pipe(fds), 0);
+    high = fcntl(fds[1], F_DUPFD, 5000);
+    ck_assert_int_ge(high, 5000);
+    d = tu_new_descriptor(ctx, high, NULL);
+    ck_assert_int_eq(io_descriptor_create(ctx, high, NULL, &again), EEXIST);
+    io_descriptor_destroy(d);
+    again = tu_new_descriptor(ctx, fds[1], NULL);  /* a low one, after growth */
+    io_descriptor_destroy(again);
+    close(fds[0]);
+    tu_destroy_context(ctx);
+}
+END_TEST
+
 void tu_add_tests(Suite *s)
 {
+    tu_add_tcase(s, "strict", TU_TESTS(create_rejects_fds_not_open_for_writing,
+                                       create_rejects_an_fd_already_held_in_the_context,
+                                       create_claims_high_fd_numbers));
     tu_add_tcase(s, "create", TU_TESTS(create_rejects_fds_that_are_not_open,
                                        null_arguments_give_einval,
                                        create_sets_nonblocking_and_reports_the_fd,

@@ -185,7 +185,7 @@ START_TEST(post_from_own_handler_runs_after_it_returns)
 END_TEST
 
 struct nesting {
-    io_context *ctx;
+    io_context *ctx, *other;
     io_strand *outer, *inner;
     atomic_int inner_saw_both;
     atomic_int plain_saw_none;
@@ -200,13 +200,15 @@ static void inner_handler(void *arg)
 }
 
 /* Asio's rule: a strand whose handler is on this thread's call stack is
- * running in this thread, also while a nested run_one runs another. */
+ * running in this thread, also while a nested run_one runs another (of
+ * another context: run_one on its own context returns 0 in a handler). */
 static void outer_handler(void *arg)
 {
     struct nesting *n = arg;
 
     ck_assert_int_eq(io_strand_post(n->inner, inner_handler, n), 0);
-    ck_assert_uint_eq(io_context_run_one(n->ctx), 1);
+    ck_assert_uint_eq(io_context_run_one(n->ctx), 0);
+    ck_assert_uint_eq(io_context_run_one(n->other), 1);
     ck_assert(io_strand_running_in_this_thread(n->outer));
     ck_assert(!io_strand_running_in_this_thread(n->inner));
 }
@@ -221,21 +223,23 @@ static void plain_handler(void *arg)
 
 START_TEST(running_in_this_thread_follows_the_call_stack)
 {
-    struct nesting n = { .ctx = tu_new_default_context() };
+    struct nesting n = { .ctx = tu_new_default_context(), .other = tu_new_default_context() };
     io_context_stats stats;
 
     n.outer = tu_new_strand(n.ctx);
-    n.inner = tu_new_strand(n.ctx);
+    n.inner = tu_new_strand(n.other);
     atomic_init(&n.inner_saw_both, 0);
     atomic_init(&n.plain_saw_none, 0);
     /* When the outer handler calls run_one, the inner handler is the only
      * one ready: the nested call must run it. */
     ck_assert_int_eq(io_strand_post(n.outer, outer_handler, &n), 0);
     /* The nested run_one counts the inner handler, the outer run the
-     * outer one; the context saw both. */
+     * outer one; each context saw its own. */
     ck_assert_uint_eq(io_context_run(n.ctx), 1);
     io_context_get_stats(n.ctx, &stats);
-    ck_assert_uint_eq(stats.handlers_run, 2);
+    ck_assert_uint_eq(stats.handlers_run, 1);
+    io_context_get_stats(n.other, &stats);
+    ck_assert_uint_eq(stats.handlers_run, 1);
     ck_assert_int_eq(tu_int(&n.inner_saw_both), 1);
 
     io_context_restart(n.ctx);
@@ -245,6 +249,7 @@ START_TEST(running_in_this_thread_follows_the_call_stack)
     io_strand_destroy(n.outer);
     io_strand_destroy(n.inner);
     io_context_destroy(n.ctx);
+    io_context_destroy(n.other);
 }
 END_TEST
 
