@@ -337,6 +337,43 @@ IOCTX_API int    io_descriptor_async_write(io_descriptor *d, const struct iovec 
 IOCTX_API size_t io_descriptor_queued_bytes(const io_descriptor *d);
 
 /*
+ * Queues, in order with the descriptor's other operations, the transfer
+ * of count bytes of in_fd from offset, without copying them through user
+ * space where the kernel can (sendfile(2); otherwise pread and write).
+ * in_fd's own file offset is not changed; it must stay open until the
+ * handler runs.  Behaves as io_descriptor_async_write for order, no
+ * interleaving, cancellation, io_descriptor_queued_bytes (count), the
+ * send timeout and errors; completes with 0 and count, or an error and
+ * the bytes sent so far: ENODATA when the file ended first.  count 0
+ * completes with 0 and 0 bytes without a system call.  After writes that
+ * precede it on a TCP socket, their bytes and the file's go out together
+ * (MSG_MORE), not as a lone small packet.  Returns 0, EINVAL (d or
+ * handler NULL, offset above INT64_MAX), EBADF (in_fd not open for
+ * reading: checked before anything else), ENOMEM, or EBUSY.  Thread-safe.
+ * Asio: none (nginx: sendfile; Netty: FileRegion).
+ */
+IOCTX_API int    io_descriptor_async_sendfile(io_descriptor *d, int in_fd, uint64_t offset,
+                                              size_t count, io_write_handler handler, void *arg,
+                                              io_cancel_signal *cancel /* may be NULL */);
+
+/*
+ * Waits behind every operation started before it (whatever their
+ * results), then on a socket shuts down the sending side
+ * (shutdown(SHUT_WR): the peer reads EOF after the last byte) and
+ * completes with 0 or shutdown's error; on other kinds of fd it does
+ * nothing to the fd and completes with 0.  Operations started after it
+ * (another shutdown and zero-byte writes too) complete with EPIPE
+ * without a system call, in order after it.  Cancel, close, release,
+ * destroy and the send timeout complete it before it has run, as they
+ * do writes (ECANCELED, ETIMEDOUT); the descriptor was then not shut
+ * down, and later operations are performed as usual.  On a descriptor
+ * already closed or released it completes with EBADF.  Returns 0,
+ * EINVAL or ENOMEM.  The handler runs on the descriptor's strand.
+ * Thread-safe.  Asio: none (libuv: uv_shutdown()).
+ */
+IOCTX_API int    io_descriptor_async_shutdown(io_descriptor *d, io_wait_handler handler, void *arg);
+
+/*
  * Sets the send timeout (0: none, the default).  When the descriptor has
  * pending operations and no write system call has accepted a byte for
  * timeout_ns, counted from the later of the moment it got its first

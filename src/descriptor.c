@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -187,15 +188,18 @@ static void release_refs(io_descriptor *d, unsigned n)
 /* Whether a new op ends at once, in the initiating call (still through
  * the strand, never inside the call), and with which error: ECANCELED
  * while the context shuts down (it aborts the op, even though shutdown
- * has closed the descriptor too), EBADF on a closed descriptor, 0 with
- * nothing to write and nothing queued before it (no system call). */
+ * has closed the descriptor too), EBADF on a closed descriptor, EPIPE
+ * once an async_shutdown has run, 0 with nothing to write and nothing
+ * queued before it (no system call). */
 static bool ends_at_once_locked(io_descriptor *d, const struct io_write_op *op, int *error)
 {
     if (atomic_load(&io__descriptor_ctx(d)->shutting_down))
         *error = ECANCELED;
     else if (atomic_load(&d->public_fd) < 0)
         *error = EBADF;
-    else if (op->total == 0 && io_task_queue_is_empty(&d->ops))
+    else if (d->write_shut)
+        *error = EPIPE;     /* after a shutdown ran: no system call */
+    else if (op->total == 0 && op->kind != IO_OP_SHUTDOWN && io_task_queue_is_empty(&d->ops))
         *error = 0;
     else
         return false;
@@ -205,14 +209,14 @@ static bool ends_at_once_locked(io_descriptor *d, const struct io_write_op *op, 
 /* Returns an op for count buffers, filled, with d->lock held; NULL (out
  * of memory) with it not held. */
 static struct io_write_op *take_op(io_descriptor *d, const struct iovec *bufs, size_t count,
-                                   size_t total, bool write_all, io_write_handler handler,
+                                   size_t total, enum io_op_kind kind, io_write_handler handler,
                                    void *arg)
 {
     struct io_write_op *op = io__write_op_take(&io__descriptor_ctx(d)->op_cache, count);
 
     if (op == NULL)
         return NULL;
-    io__write_op_init(op, bufs, count, total, write_all, handler, arg);
+    io__write_op_init(op, bufs, count, total, kind, handler, arg);
     op->task.type = &completion_type;
     op->d = d;
     pthread_mutex_lock(&d->lock);
@@ -229,21 +233,17 @@ static void discard_op_locked(io_descriptor *d, struct io_write_op *op)
     io__write_ops_give_back(&io__descriptor_ctx(d)->op_cache, &one);
 }
 
-static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count, bool write_all,
-                       io_write_handler handler, void *arg, io_cancel_signal *cancel)
+/*
+ * The common part of every initiating call: op is filled and d->lock
+ * held.  Attaches cancel, counts the op as started and as work, and ends
+ * it at once or queues it, scheduling d with the workers if they do not
+ * hold it.  Releases d->lock.  Returns 0 or EBUSY (then no trace).
+ */
+static int start_op(io_descriptor *d, struct io_write_op *op, io_cancel_signal *cancel)
 {
     struct io_task_queue done = IO_TASK_QUEUE_INIT;
-    struct io_write_op *op;
     bool schedule = false, at_once;
-    size_t total;
     int error = 0;
-
-    if (d == NULL || handler == NULL || (bufs == NULL && count > 0)
-        || !io__iovs_total(bufs, count, &total))
-        return EINVAL;
-    op = take_op(d, bufs, count, total, write_all, handler, arg);
-    if (op == NULL)
-        return ENOMEM;
 
     at_once = ends_at_once_locked(d, op, &error);
     /* A signal still attached to a pending op refuses a second one, and
@@ -277,18 +277,68 @@ static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
     return 0;
 }
 
+static int start_write(io_descriptor *d, const struct iovec *bufs, size_t count,
+                       enum io_op_kind kind, io_write_handler handler, void *arg,
+                       io_cancel_signal *cancel)
+{
+    struct io_write_op *op;
+    size_t total;
+
+    if (d == NULL || handler == NULL || (bufs == NULL && count > 0)
+        || !io__iovs_total(bufs, count, &total))
+        return EINVAL;
+    op = take_op(d, bufs, count, total, kind, handler, arg);
+    if (op == NULL)
+        return ENOMEM;
+    return start_op(d, op, cancel);
+}
+
 int io_descriptor_async_write_some(io_descriptor *d, const struct iovec *bufs, size_t count,
                                    io_write_handler handler, void *arg,
                                    io_cancel_signal *cancel)
 {
-    return start_write(d, bufs, count, false, handler, arg, cancel);
+    return start_write(d, bufs, count, IO_OP_WRITE_SOME, handler, arg, cancel);
 }
 
 int io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t count,
                               io_write_handler handler, void *arg,
                               io_cancel_signal *cancel)
 {
-    return start_write(d, bufs, count, true, handler, arg, cancel);
+    return start_write(d, bufs, count, IO_OP_WRITE, handler, arg, cancel);
+}
+
+int io_descriptor_async_sendfile(io_descriptor *d, int in_fd, uint64_t offset, size_t count,
+                                 io_write_handler handler, void *arg, io_cancel_signal *cancel)
+{
+    struct io_write_op *op;
+    int flags;
+
+    if (d == NULL || handler == NULL || offset > INT64_MAX || count > SSIZE_MAX)
+        return EINVAL;
+    /* The file must be readable now, count 0 too: a bad fd is the
+     * caller's mistake, not something the handler should learn. */
+    flags = fcntl(in_fd, F_GETFL);
+    if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY)
+        return EBADF;
+    op = take_op(d, NULL, 0, count, IO_OP_SENDFILE, handler, arg);
+    if (op == NULL)
+        return ENOMEM;
+    op->in_fd = in_fd;
+    op->offset = offset;
+    return start_op(d, op, cancel);
+}
+
+int io_descriptor_async_shutdown(io_descriptor *d, io_wait_handler handler, void *arg)
+{
+    struct io_write_op *op;
+
+    if (d == NULL || handler == NULL)
+        return EINVAL;
+    op = take_op(d, NULL, 0, 0, IO_OP_SHUTDOWN, NULL, arg);
+    if (op == NULL)
+        return ENOMEM;
+    op->handler.wait = handler;
+    return start_op(d, op, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -566,7 +616,10 @@ static size_t run_completion(struct io_task *t, struct io_run *run)
     struct io_write_op *op = op_of(t);
 
     (void)run;
-    op->handler(op->arg, op->error, op->done);
+    if (op->kind == IO_OP_SHUTDOWN)
+        op->handler.wait(op->arg, op->error);
+    else
+        op->handler.write(op->arg, op->error, op->done);
     return 1;
 }
 

@@ -200,15 +200,29 @@ enum io_op_state {
     IO_OP_DONE,
 };
 
-/* One write, from the initiating call to its handler.  The same node sits
- * in the descriptor's queue while pending, then in the strand's queue as
- * its completion: one allocation for the whole life of the operation. */
+/* What an op in a descriptor's queue does.  Writes are gathered into
+ * one writev; a sendfile and a shutdown each take a system call of their
+ * own when they reach the head. */
+enum io_op_kind {
+    IO_OP_WRITE_SOME,           /* async_write_some */
+    IO_OP_WRITE,                /* async_write: every byte, never interleaved */
+    IO_OP_SENDFILE,             /* async_sendfile: as async_write, from a file */
+    IO_OP_SHUTDOWN,             /* async_shutdown: SHUT_WR after the ops before it */
+};
+
+/* One operation, from the initiating call to its handler.  The same node
+ * sits in the descriptor's queue while pending, then in the strand's
+ * queue as its completion: one allocation for the whole life of the
+ * operation. */
 struct io_write_op {
     struct io_task task;        /* its completion, once DONE */
     io_descriptor *d;
-    io_write_handler handler;
+    union {
+        io_write_handler write;     /* the writes and sendfile */
+        io_wait_handler wait;       /* shutdown */
+    } handler;
     void *arg;
-    bool write_all;             /* async_write (else async_write_some) */
+    unsigned char kind;         /* enum io_op_kind */
     enum io_op_state state;     /* d->lock */
     io_cancel_signal *cancel;   /* d->lock: attached signal, or NULL */
     int error;                  /* the result once DONE; the cancel's error before */
@@ -217,10 +231,18 @@ struct io_write_op {
     size_t gathered;            /* bytes of this op in the current system call */
     size_t iov_index;           /* first buffer not fully written */
     size_t iov_offset;          /* bytes of it already written */
+    int in_fd;                  /* sendfile: the file, and where its bytes start */
+    uint64_t offset;
     size_t iov_count;
     size_t iov_capacity;        /* room in iov[]: at least IO_OP_INLINE_IOVS */
     struct iovec iov[];         /* the caller's array, copied */
 };
+
+/* Whether op writes every byte or fails, never interleaved with others. */
+static inline bool io__op_is_whole(const struct io_write_op *op)
+{
+    return op->kind == IO_OP_WRITE || op->kind == IO_OP_SENDFILE;
+}
 
 #define IO_OP_INLINE_IOVS 4
 
@@ -245,7 +267,7 @@ void io__write_ops_give_back(struct io_op_cache *c, struct io_task_queue *ops);
  * more than a write can take (the caller says EINVAL). */
 bool io__iovs_total(const struct iovec *bufs, size_t count, size_t *total);
 void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
-                       size_t total, bool write_all, io_write_handler handler, void *arg);
+                       size_t total, enum io_op_kind kind, io_write_handler handler, void *arg);
 size_t io__write_op_gather(struct io_write_op *op, struct iovec *vec, size_t room,
                            size_t budget);
 void io__write_op_advance(struct io_write_op *op, size_t n);
@@ -444,6 +466,7 @@ struct io_descriptor {
     unsigned char kind;                 /* enum io_fd_kind */
     bool scheduled;                     /* lock: the workers hold it */
     bool detaching;                     /* lock: close/release waits for the workers */
+    bool write_shut;                    /* lock: an async_shutdown has run */
     struct io_member member;            /* ctx->lock: in ctx->members */
     struct io_strand own_strand;        /* the private one, when none was given */
 };
@@ -477,11 +500,17 @@ struct io_gathered {
     size_t buffers;
     size_t ops;
     size_t bytes;
+    /* A sendfile or shutdown at the head, alone in its call (buffers 0). */
+    struct io_write_op *alone;
+    /* The writes gathered end right before a sendfile: on a TCP socket
+     * they go with MSG_MORE, so that they and the file share packets. */
+    bool sendfile_next;
 };
 
 /* Gathers ops from the head, in order, into vec (IOV_MAX entries) for one
  * system call: at most budget bytes, one op only if one_op, never past an
- * op it could not take whole.  They are IN_CALL until the call returns. */
+ * op it could not take whole, and never a sendfile or shutdown with
+ * anything else.  They are IN_CALL until the call returns. */
 struct io_gathered io__op_queue_gather_locked(io_descriptor *d, struct iovec *vec,
                                               size_t budget, bool one_op);
 /* What a system call said. */
@@ -495,6 +524,9 @@ struct io_call_result {
  * fails the head op with the error, if any. */
 void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result result,
                                        struct io_task_queue *done);
+/* The shutdown at the head has run (error: shutdown's): it ends, and so
+ * does every op queued behind it, with EPIPE; later ones too. */
+void io__op_queue_shutdown_ran_locked(io_descriptor *d, int error, struct io_task_queue *done);
 /* Ends every pending op with error; one in a call ends when it returns. */
 void io__op_queue_cancel_all_locked(io_descriptor *d, int error, struct io_task_queue *done);
 /* An emit of a cancel signal of type on op, one of d's pending ops. */

@@ -37,6 +37,8 @@ enum op_event {
     OP_CALL_FAILED,         /* that call failed, and the error is this op's */
     OP_CANCEL,              /* end with the error now, or when its call returns */
     OP_CANCEL_IF_UNTOUCHED, /* the same, only while no byte of it is written */
+    OP_RAN,                 /* its call did what it had to (a shutdown): ends
+                             * with the call's result, whatever came meanwhile */
 };
 
 struct op_input {
@@ -134,6 +136,9 @@ static bool op_step(io_descriptor *d, struct io_task *prev, struct io_write_op *
         return cancel(d, prev, op, in, done);
     case OP_CANCEL:
         return cancel(d, prev, op, in, done);
+    case OP_RAN:
+        end(d, prev, op, in.error, done);
+        return true;
     }
     return false;
 }
@@ -170,12 +175,26 @@ struct io_gathered io__op_queue_gather_locked(io_descriptor *d, struct iovec *ve
                                               size_t budget, bool one_op)
 {
     static const struct op_input gathered = { OP_GATHERED, 0 };
-    struct io_gathered g = { 0, 0, 0 };
+    struct io_gathered g = { 0, 0, 0, NULL, false };
 
     for (struct io_task *t = d->ops.head; t != NULL && g.buffers < IOV_MAX && g.bytes < budget;
          t = t->next) {
         struct io_write_op *op = op_of(t);
 
+        if (op->kind == IO_OP_SENDFILE || op->kind == IO_OP_SHUTDOWN) {
+            if (g.ops == 0) {
+                size_t left = op->total - op->done;
+
+                op->gathered = left < budget ? left : budget;
+                op_step(d, NULL, op, gathered, NULL);
+                g.alone = op;
+                g.bytes = op->gathered;
+                g.ops = 1;
+            } else {
+                g.sendfile_next = op->kind == IO_OP_SENDFILE;
+            }
+            break;
+        }
         g.buffers += io__write_op_gather(op, vec + g.buffers, IOV_MAX - g.buffers,
                                          budget - g.bytes);
         g.bytes += op->gathered;
@@ -216,6 +235,18 @@ void io__op_queue_call_returned_locked(io_descriptor *d, struct io_call_result r
     }
 }
 
+void io__op_queue_shutdown_ran_locked(io_descriptor *d, int error, struct io_task_queue *done)
+{
+    const struct op_input ran = { OP_RAN, error }, refused = { OP_CANCEL, EPIPE };
+    struct io_task *t;
+
+    /* It has run: a cancel that came meanwhile is too late to undo it. */
+    op_step(d, NULL, op_of(d->ops.head), ran, done);
+    d->write_shut = true;
+    while ((t = d->ops.head) != NULL)
+        op_step(d, NULL, op_of(t), refused, done);
+}
+
 void io__op_queue_cancel_all_locked(io_descriptor *d, int error, struct io_task_queue *done)
 {
     struct op_input in = { OP_CANCEL, error };
@@ -246,7 +277,7 @@ void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned
 
     if ((type & all) == 0)
         return;
-    if (op->write_all && (type & (IO_CANCEL_TERMINAL | IO_CANCEL_PARTIAL)) != 0)
+    if (io__op_is_whole(op) && (type & (IO_CANCEL_TERMINAL | IO_CANCEL_PARTIAL)) != 0)
         in.event = OP_CANCEL;
     for (struct io_task *t = d->ops.head; t != &op->task; t = t->next)
         prev = t;

@@ -65,15 +65,16 @@ bool io__iovs_total(const struct iovec *bufs, size_t count, size_t *total)
 }
 
 void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
-                       size_t total, bool write_all, io_write_handler handler, void *arg)
+                       size_t total, enum io_op_kind kind, io_write_handler handler, void *arg)
 {
     size_t capacity = op->iov_capacity;
 
     *op = (struct io_write_op){
         .state = IO_OP_NEW,
-        .handler = handler,
+        .handler.write = handler,
         .arg = arg,
-        .write_all = write_all,
+        .kind = (unsigned char)kind,
+        .in_fd = -1,
         .iov_count = count,
         .iov_capacity = capacity,
     };
@@ -182,12 +183,15 @@ void io__write_op_advance(struct io_write_op *op, size_t n)
     }
 }
 
-/* async_write is finished when every byte is written; async_write_some
- * after any write that took at least one byte; either at once when it
- * asked for nothing. */
+/* async_write and sendfile are finished when every byte is written;
+ * async_write_some after any write that took at least one byte; either
+ * at once when it asked for nothing.  A shutdown only once it has run
+ * (op_queue.c ends it then). */
 bool io__write_op_is_finished(const struct io_write_op *op)
 {
-    if (op->write_all)
+    if (op->kind == IO_OP_SHUTDOWN)
+        return false;
+    if (io__op_is_whole(op))
         return op->done == op->total;
     return op->done > 0 || op->total == 0;
 }

@@ -1,7 +1,8 @@
 /*
  * write_turn.c - a worker's turn on a descriptor: gather the queued ops
- * into one system call (writev, or sendmsg on sockets), make it, and
- * decide from its answer what comes next: another call, a wait for
+ * into one system call (writev, or sendmsg on sockets; sendfile for an
+ * async_sendfile, shutdown for an async_shutdown, each alone), make it,
+ * and decide from its answer what comes next: another call, a wait for
  * POLLOUT, or the end of the turn.
  *
  * Data and locking: called with d->lock held, and only by the worker that
@@ -17,8 +18,10 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -39,29 +42,16 @@ static void consume_sigpipe(void)
         ;
 }
 
-/* One write system call.  Returns the bytes written, or -1 with *err set;
- * EINTR is retried here and never reaches the caller. */
-static ssize_t write_once(io_descriptor *d, int fd, struct iovec *vec, size_t count, int *err)
+/* Counts a call's result and makes its error the handlers' own: EAGAIN
+ * for either spelling, and no SIGPIPE left behind.  Returns n. */
+static ssize_t account(io_descriptor *d, ssize_t n, int *err)
 {
     io_context *ctx = io__descriptor_ctx(d);
-    ssize_t n;
 
-    for (;;) {
-        atomic_fetch_add_explicit(&ctx->stats.writev_calls, 1, memory_order_relaxed);
-        if (d->kind == IO_FD_SOCKET) {
-            struct msghdr msg = { .msg_iov = vec, .msg_iovlen = count };
-
-            n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-        } else {
-            n = writev(fd, vec, (int)count);
-        }
-        if (n >= 0) {
-            atomic_fetch_add_explicit(&ctx->stats.bytes_written, (uint64_t)n,
-                                      memory_order_relaxed);
-            return n;
-        }
-        if (errno != EINTR)
-            break;
+    atomic_fetch_add_explicit(&ctx->stats.writev_calls, 1, memory_order_relaxed);
+    if (n >= 0) {
+        atomic_fetch_add_explicit(&ctx->stats.bytes_written, (uint64_t)n, memory_order_relaxed);
+        return n;
     }
     *err = errno;
     if (*err == EAGAIN || *err == EWOULDBLOCK) {
@@ -71,6 +61,81 @@ static ssize_t write_once(io_descriptor *d, int fd, struct iovec *vec, size_t co
         consume_sigpipe();
     }
     return -1;
+}
+
+/* One write system call (MSG_MORE on a socket when more follows at
+ * once).  Returns the bytes written, or -1 with *err set; EINTR is
+ * retried here and never reaches the caller. */
+static ssize_t write_once(io_descriptor *d, int fd, struct iovec *vec, size_t count, bool more,
+                          int *err)
+{
+    ssize_t n;
+
+    do {
+        if (d->kind == IO_FD_SOCKET) {
+            struct msghdr msg = { .msg_iov = vec, .msg_iovlen = count };
+
+            n = sendmsg(fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+        } else {
+            n = writev(fd, vec, (int)count);
+        }
+    } while (n < 0 && errno == EINTR);
+    return account(d, n, err);
+}
+
+/* A file's bytes through user space, for an fd sendfile() cannot write:
+ * one pread and one write of at most a buffer.  What the write leaves is
+ * read again next time (the op keeps an offset, not the data). */
+static ssize_t copy_once(io_descriptor *d, int fd, const struct io_write_op *op, size_t *len,
+                         int *err)
+{
+    char buf[64 * 1024];
+    struct iovec iov = { buf, *len < sizeof(buf) ? *len : sizeof(buf) };
+    ssize_t n;
+
+    do
+        n = pread(op->in_fd, buf, iov.iov_len, (off_t)(op->offset + op->done));
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        *err = n == 0 ? ENODATA : errno;
+        return -1;
+    }
+    iov.iov_len = (size_t)n;
+    *len = iov.iov_len;         /* what was offered: less is a full fd */
+    return write_once(d, fd, &iov, 1, false, err);
+}
+
+/* One sendfile call for op's next *len bytes (ENODATA: the file ended
+ * first), or the copy when the kernel cannot send this pair of fds,
+ * which offers less (*len says how much). */
+static ssize_t sendfile_once(io_descriptor *d, int fd, const struct io_write_op *op, size_t *len,
+                             int *err)
+{
+    off_t offset = (off_t)(op->offset + op->done);     /* in_fd's own offset stays */
+    ssize_t n;
+
+    do
+        n = sendfile(fd, op->in_fd, &offset, *len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EINVAL || errno == ENOSYS))
+        return copy_once(d, fd, op, len, err);
+    if (n == 0) {
+        *err = ENODATA;
+        return -1;
+    }
+    return account(d, n, err);
+}
+
+/* The call for what was gathered: writev (sendmsg), sendfile, or the
+ * shutdown of the sending side (on sockets; nothing on other kinds). */
+static ssize_t call(io_descriptor *d, int fd, struct iovec *vec, struct io_gathered *g, int *err)
+{
+    if (g->alone == NULL)
+        return write_once(d, fd, vec, g->buffers, g->sendfile_next, err);
+    if (g->alone->kind == IO_OP_SENDFILE)
+        return sendfile_once(d, fd, g->alone, &g->bytes, err);
+    *err = d->kind == IO_FD_SOCKET && shutdown(fd, SHUT_WR) != 0 ? errno : 0;
+    return 0;
 }
 
 /* Whether a turn should wait for POLLOUT after a call that wrote less than
@@ -112,10 +177,12 @@ enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
         fd = d->watch.fd;
         io__op_queue_hand_over_locked(d, done);
         pthread_mutex_unlock(&d->lock);
-        n = write_once(d, fd, scratch, g.buffers, &err);
+        n = call(d, fd, scratch, &g, &err);
         pthread_mutex_lock(&d->lock);
 
-        if (n > 0) {
+        if (g.alone != NULL && g.alone->kind == IO_OP_SHUTDOWN) {
+            io__op_queue_shutdown_ran_locked(d, err, done);
+        } else if (n > 0) {
             io__op_queue_call_returned_locked(d, (struct io_call_result){ (size_t)n, 0 }, done);
             budget -= (size_t)n < budget ? (size_t)n : budget;
             /* A socket or pipe that took less than it was offered is
