@@ -76,6 +76,11 @@ typedef void (*io_write_handler)(void *arg, int error, size_t bytes_transferred)
  * byte count): error is 0, ECANCELED, or another positive errno value. */
 typedef void (*io_wait_handler)(void *arg, int error);
 
+/* A descriptor's water-mark event: above_high is true when its queued
+ * bytes rose above the high mark, false when they fell back to the low
+ * mark or below; queued_bytes is the count right after that change. */
+typedef void (*io_watermark_handler)(void *arg, bool above_high, size_t queued_bytes);
+
 typedef struct io_context_options {
     unsigned worker_threads;   /* threads that block in poll() and call writev(); 0 = 1 */
 } io_context_options;
@@ -372,6 +377,26 @@ IOCTX_API int    io_descriptor_async_sendfile(io_descriptor *d, int in_fd, uint6
  * Thread-safe.  Asio: none (libuv: uv_shutdown()).
  */
 IOCTX_API int    io_descriptor_async_shutdown(io_descriptor *d, io_wait_handler handler, void *arg);
+
+/*
+ * Sets write-buffer water marks, low < high (else EINVAL): when
+ * io_descriptor_queued_bytes() rises above high, handler(arg, true, q)
+ * is queued on the descriptor's strand; the next time it falls to low or
+ * below, for any reason (writes done, cancel, close, release, the send
+ * timeout, destroy), handler(arg, false, q) is queued; and so on.  Events
+ * alternate and start with true, and every true is followed by exactly
+ * one false before the descriptor's memory goes.  Each is queued at the
+ * moment of its crossing, in order with the write handlers: a false runs
+ * after the handlers of the writes whose end brought the bytes down.
+ * Setting or removing marks while a true is outstanding queues its false
+ * first (to the handler that got the true); then the new marks are
+ * checked at once.  A NULL handler removes them (low and high ignored).
+ * Returns 0, EINVAL, ENOMEM, or EBADF once closed or released.
+ * Thread-safe.  Asio: none (Netty: WriteBufferWaterMark and
+ * channelWritabilityChanged).
+ */
+IOCTX_API int    io_descriptor_set_watermarks(io_descriptor *d, size_t low, size_t high,
+                                              io_watermark_handler handler, void *arg);
 
 /*
  * Sets the send timeout (0: none, the default).  When the descriptor has

@@ -41,6 +41,9 @@
 
 static void release_refs(io_descriptor *d, unsigned n);
 static void free_send_timeout(io_descriptor *d, struct io_send_timeout *st);
+static int top_up_events_locked(io_descriptor *d, size_t want, bool setting,
+                                struct io_task_queue *spare);
+static void free_events(struct io_task_queue *events);
 static void own_strand_last_ref(io_strand *s);
 static void let_go_locked(io_descriptor *d);
 static void turn(struct io_watch *w, struct iovec *scratch);
@@ -151,6 +154,10 @@ static void free_descriptor(io_descriptor *d)
         close(d->watch.fd);
     if (d->send_timeout != NULL)
         free_send_timeout(d, d->send_timeout);
+    if (d->watermarks != NULL) {
+        free_events(&d->watermarks->spare);
+        io__free(d->watermarks);
+    }
     pthread_mutex_destroy(&d->lock);
     io__free(d);
 }
@@ -241,10 +248,16 @@ static void discard_op_locked(io_descriptor *d, struct io_write_op *op)
  */
 static int start_op(io_descriptor *d, struct io_write_op *op, io_cancel_signal *cancel)
 {
-    struct io_task_queue done = IO_TASK_QUEUE_INIT;
+    struct io_task_queue done = IO_TASK_QUEUE_INIT, spare = IO_TASK_QUEUE_INIT;
     bool schedule = false, at_once;
     int error = 0;
 
+    /* Nodes for the "above" this op may cause and the "below" after it,
+     * taken now: the events themselves must never fail. */
+    if (top_up_events_locked(d, 2, false, &spare) != 0) {
+        discard_op_locked(d, op);
+        return ENOMEM;
+    }
     at_once = ends_at_once_locked(d, op, &error);
     /* A signal still attached to a pending op refuses a second one, and
      * the refused call leaves no trace. */
@@ -271,6 +284,7 @@ static int start_op(io_descriptor *d, struct io_write_op *op, io_cancel_signal *
     }
     io__op_queue_hand_over_locked(d, &done);
     pthread_mutex_unlock(&d->lock);
+    free_events(&spare);
 
     if (schedule)
         io__workers_schedule(&io__descriptor_ctx(d)->workers, &d->watch);
@@ -340,6 +354,124 @@ int io_descriptor_async_shutdown(io_descriptor *d, io_wait_handler handler, void
     op->handler.wait = handler;
     return start_op(d, op, NULL);
 }
+
+/* ------------------------------------------------------------------ */
+/* water marks                                                         */
+/* ------------------------------------------------------------------ */
+
+static const struct io_task_type watermark_event_type;
+
+static void free_events(struct io_task_queue *events)
+{
+    struct io_task *t;
+
+    while ((t = io_task_queue_pop(events)) != NULL)
+        io__free(io_container_of(t, struct io_watermark_event, task));
+}
+
+/*
+ * Makes sure the water-mark pool holds want event nodes, allocating with
+ * d->lock released (it is held again on return, either way).  Returns 0
+ * or ENOMEM.  Nodes the pool had no room for by then go to spare, to be
+ * freed once d->lock is released.
+ */
+static int top_up_events_locked(io_descriptor *d, size_t want, bool setting,
+                                struct io_task_queue *spare)
+{
+    size_t missing = io__watermarks_missing_nodes_locked(d, want, setting);
+    struct io_task_queue fresh = IO_TASK_QUEUE_INIT;
+
+    if (missing == 0)
+        return 0;
+    pthread_mutex_unlock(&d->lock);
+    for (; missing > 0; missing--) {
+        struct io_watermark_event *e = io__alloc(sizeof(*e));
+
+        if (e == NULL) {
+            free_events(&fresh);
+            pthread_mutex_lock(&d->lock);
+            return ENOMEM;
+        }
+        *e = (struct io_watermark_event){ .task = { NULL, &watermark_event_type }, .d = d };
+        io_task_queue_push(&fresh, &e->task);
+    }
+    pthread_mutex_lock(&d->lock);
+    io__watermarks_add_nodes_locked(d, &fresh);
+    io_task_queue_splice(spare, &fresh);
+    return 0;
+}
+
+int io_descriptor_set_watermarks(io_descriptor *d, size_t low, size_t high,
+                                 io_watermark_handler handler, void *arg)
+{
+    struct io_task_queue done = IO_TASK_QUEUE_INIT, spare = IO_TASK_QUEUE_INIT;
+    struct io_task_queue below = IO_TASK_QUEUE_INIT;
+    struct io_watermarks *fresh = NULL;
+    int err = 0;
+
+    if (d == NULL || (handler != NULL && low >= high))
+        return EINVAL;
+    if (handler != NULL && (fresh = io__alloc(sizeof(*fresh))) == NULL)
+        return ENOMEM;
+    pthread_mutex_lock(&d->lock);
+    if (atomic_load(&d->public_fd) < 0) {
+        err = EBADF;
+    } else if (d->watermarks != NULL || fresh != NULL) {
+        if (d->watermarks == NULL) {
+            *fresh = (struct io_watermarks){ .spare = IO_TASK_QUEUE_INIT };
+            d->watermarks = fresh;
+            fresh = NULL;
+        }
+        /* Nodes for a "below" now, an "above" at once and the "below"
+         * after it. */
+        if (top_up_events_locked(d, 3, true, &spare) != 0) {
+            err = ENOMEM;
+        } else {
+            /* The "below" owed to the old handler goes first, on its own
+             * (it ends no op); the hand-over then checks the new marks. */
+            io__watermarks_set_locked(d, low, high, handler, arg, &below);
+            if (!io_task_queue_is_empty(&below))
+                io__strand_push_completions(d->strand, &below, &d->lock);
+            io__op_queue_hand_over_locked(d, &done);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    free_events(&spare);
+    io__free(fresh);
+    return err;
+}
+
+/* A water-mark event on its strand (struct io_task_type). */
+static size_t run_watermark_event(struct io_task *t, struct io_run *run)
+{
+    struct io_watermark_event *e = io_container_of(t, struct io_watermark_event, task);
+
+    (void)run;
+    e->handler(e->arg, e->above, e->queued);
+    return 1;
+}
+
+/* Back to the pool of their descriptor, or to the allocator when it is
+ * full; then the reference each held. */
+static void recycle_watermark_events(struct io_task_queue *ended)
+{
+    struct io_task *t;
+
+    while ((t = io_task_queue_pop(ended)) != NULL) {
+        io_descriptor *d = io_container_of(t, struct io_watermark_event, task)->d;
+        struct io_task_queue one = IO_TASK_QUEUE_INIT;
+
+        io_task_queue_push(&one, t);
+        pthread_mutex_lock(&d->lock);
+        io__watermarks_add_nodes_locked(d, &one);
+        pthread_mutex_unlock(&d->lock);
+        free_events(&one);
+        release_refs(d, 1);
+    }
+}
+
+static const struct io_task_type watermark_event_type = { run_watermark_event,
+                                                          recycle_watermark_events };
 
 /* ------------------------------------------------------------------ */
 /* send timeout                                                        */

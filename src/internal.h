@@ -447,6 +447,30 @@ struct io_send_timeout {
 
 extern const struct io_timer_entry_type io_send_timeout_entry_type;
 
+/* A descriptor's water marks (watermark.c), allocated by the first
+ * io_descriptor_set_watermarks with a handler. */
+#define IO_WATERMARK_SPARES_MAX 4
+
+struct io_watermark_event {
+    struct io_task task;                /* on the strand, or in the pool */
+    io_descriptor *d;
+    io_watermark_handler handler;
+    void *arg;
+    bool above;
+    size_t queued;
+};
+
+struct io_watermarks {                  /* all d->lock */
+    size_t low, high;
+    io_watermark_handler handler;       /* NULL: none */
+    void *arg;
+    bool above;                         /* "above" told, "below" not yet */
+    io_watermark_handler told;          /* who was told "above" */
+    void *told_arg;
+    struct io_task_queue spare;         /* event nodes */
+    size_t spares;
+};
+
 struct io_descriptor {
     /* What the workers see: watch.fd is the fd they write and poll; it
      * changes only while the workers do not hold the descriptor. */
@@ -462,6 +486,7 @@ struct io_descriptor {
                                          * + an armed send timeout */
     uint64_t progress_at;               /* lock: the send timeout's clock starts here */
     struct io_send_timeout *send_timeout;   /* lock: NULL until one is set */
+    struct io_watermarks *watermarks;   /* lock: NULL until set */
     int saved_flags;                    /* file status flags before create */
     unsigned char kind;                 /* enum io_fd_kind */
     bool scheduled;                     /* lock: the workers hold it */
@@ -532,7 +557,8 @@ void io__op_queue_cancel_all_locked(io_descriptor *d, int error, struct io_task_
 /* An emit of a cancel signal of type on op, one of d's pending ops. */
 void io__op_queue_emit_locked(io_descriptor *d, struct io_write_op *op, unsigned type,
                               struct io_task_queue *done);
-/* Hands the ended ops to d's strand, in the order they ended. */
+/* Hands the ended ops to d's strand, in the order they ended, and after
+ * them the water-mark event the change calls for, if any. */
 void io__op_queue_hand_over_locked(io_descriptor *d, struct io_task_queue *done);
 
 /* ------------------------------------------------------------------ */
@@ -571,5 +597,25 @@ unsigned io__send_timeout_stop_locked(io_descriptor *d);
  * out, or puts the entry back at a later deadline.  Returns the
  * references to drop (0 or 1). */
 unsigned io__send_timeout_fired(io_descriptor *d);
+
+/* ------------------------------------------------------------------ */
+/* watermark.c: a descriptor's water marks                             */
+/* ------------------------------------------------------------------ */
+
+/* All called with d->lock held. */
+
+/* Event nodes the pool lacks for want of them (0 without marks, unless
+ * setting: marks are being set). */
+size_t io__watermarks_missing_nodes_locked(const io_descriptor *d, size_t want, bool setting);
+/* Adds nodes to the pool up to its cap; leaves the rest in nodes. */
+void io__watermarks_add_nodes_locked(io_descriptor *d, struct io_task_queue *nodes);
+/* Queues onto done the event a crossing of the marks calls for. */
+void io__watermarks_check_locked(io_descriptor *d, struct io_task_queue *done);
+/* New marks (handler NULL: none); an "above" outstanding gets its
+ * "below" on done, which the caller hands to the strand before a
+ * hand-over checks the new marks.  d->watermarks is allocated. */
+void io__watermarks_set_locked(io_descriptor *d, size_t low, size_t high,
+                               io_watermark_handler handler, void *arg,
+                               struct io_task_queue *done);
 
 #endif /* IOCTX_INTERNAL_H */

@@ -290,9 +290,14 @@ void io__op_queue_hand_over_locked(io_descriptor *d, struct io_task_queue *done)
 
     for (struct io_task *t = done->head; t != NULL; t = t->next)
         n++;
-    if (n == 0)
+    /* After the completions of the change: a "below" follows the
+     * handlers of the writes that brought the bytes down. */
+    io__watermarks_check_locked(d, done);
+    if (io_task_queue_is_empty(done))
         return;
     io__strand_push_completions(d->strand, done, &d->lock);
+    if (n == 0)
+        return;
     atomic_fetch_add_explicit(&io__descriptor_ctx(d)->stats.ops_completed, n, memory_order_relaxed);
     /* After the push: the strand holds a unit of work of its own now, so
      * the count cannot touch zero in between and stop the context. */
