@@ -321,6 +321,7 @@ int io_descriptor_async_write(io_descriptor *d, const struct iovec *bufs, size_t
     return start_write(d, bufs, count, IO_OP_WRITE, handler, arg, cancel);
 }
 
+/* NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the public signature */
 int io_descriptor_async_sendfile(io_descriptor *d, int in_fd, uint64_t offset, size_t count,
                                  io_write_handler handler, void *arg, io_cancel_signal *cancel)
 {
@@ -401,6 +402,7 @@ static int top_up_events_locked(io_descriptor *d, size_t want, bool setting,
     return 0;
 }
 
+/* NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the public signature */
 int io_descriptor_set_watermarks(io_descriptor *d, size_t low, size_t high,
                                  io_watermark_handler handler, void *arg)
 {

@@ -83,6 +83,7 @@ void io__watermarks_check_locked(io_descriptor *d, struct io_task_queue *done)
     }
 }
 
+/* NOLINTNEXTLINE(bugprone-easily-swappable-parameters): as the public call's */
 void io__watermarks_set_locked(io_descriptor *d, size_t low, size_t high,
                                io_watermark_handler handler, void *arg,
                                struct io_task_queue *done)

@@ -64,6 +64,7 @@ bool io__iovs_total(const struct iovec *bufs, size_t count, size_t *total)
     return true;
 }
 
+/* NOLINTNEXTLINE(bugprone-easily-swappable-parameters): count buffers, total bytes */
 void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
                        size_t total, enum io_op_kind kind, io_write_handler handler, void *arg)
 {
