@@ -37,13 +37,20 @@
 #    timers, until every cancelled handler has run (libuv: uv_timer_start
 #    and uv_timer_stop, no handler); ioctx's p50, p99 and costs over each
 #    peer's.  Then the CPU of an idle process with 1,000 far-off waits.
+# 4. Serving a file (test/bench/bench_sendfile.c): a 64 MiB file to 8
+#    concurrent clients over TCP loopback, 4 times over to each (2 GiB a
+#    run), three ways: ioctx's async_sendfile of the whole file, ioctx's
+#    pread + async_write in 64 KiB chunks (4 in flight per client), and
+#    raw blocking sendfile from a thread per client; MB/s, CPU and write
+#    calls, and async_sendfile's MB/s over the other two's.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--pipes] [--workers W] [--only S]
-#     --quick    1 run each, a tenth of the messages, K, connections, waits and starts: a fast check
+#     --quick    1 run each, a tenth of the messages, K, connections, waits and starts
+#                (and the file sent once to each client, not 4 times): a fast check
 #     --runs N   runs of each program per scenario (default 5)
 #     --pipes    pipes instead of socketpairs in the write benchmark
 #     --workers  ioctx's worker threads (default 1)
-#     --only S   just one section: write, strand or timer
+#     --only S   just one section: write, strand, timer or sendfile
 set -euo pipefail
 
 IOCTX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,7 +80,7 @@ if [ -z "$runs" ]; then
     runs=$((quick ? 1 : 5))
 fi
 case $only_section in
-    ""|write|strand|timer) ;;
+    ""|write|strand|timer|sendfile) ;;
     *) echo "unknown section: $only_section" >&2; usage; exit 2 ;;
 esac
 
@@ -639,6 +646,58 @@ if want timer; then
     echo "    strand per timer, libuv: its one loop thread"
     interleaved timer_table "${timer_variants[@]}" -- --waits "$timer_waits" --ops "$timer_ops" \
         --timers 1000 --run-threads 2 --workers "$workers"
+fi
+
+# ------------------------------------------------------------------
+# 4. Serving a file: async_sendfile, pread + async_write, raw sendfile
+# ------------------------------------------------------------------
+
+# sendfile_table RESULTS NAMES... : per mode (field 1: sendfile, pread,
+# raw), the medians of MB/s, wall s, CPU s and write calls; then
+# async_sendfile's MB/s over the pread path's and over raw sendfile's,
+# and its CPU over theirs.
+sendfile_table() {
+    local file=$1
+    awk "$AWK_STATS"'
+        { c = ++count[$1]; for (k = 2; k <= 5; k++) val[$1, c, k] = $k }
+        END {
+            printf "    %-9s %9s %8s %7s %12s\n", "", "MB/s", "wall s", "CPU s", "write calls"
+            n = split("sendfile pread raw", modes, " ")
+            for (i = 1; i <= n; i++) {
+                m = modes[i]
+                if (!count[m])
+                    continue
+                printf "    %-9s %s %s %s %s\n", m, cell(9, 1, median(m, 2)), cell(8, 3, median(m, 3)),
+                       cell(7, 2, median(m, 4)), cell(12, 0, median(m, 5))
+            }
+            if (count["sendfile"] && count["pread"] && count["raw"]) {
+                printf "    async_sendfile / pread path: MB/s %s, CPU s %s\n",
+                       ratio(median("sendfile", 2), median("pread", 2)),
+                       ratio(median("sendfile", 4), median("pread", 4))
+                printf "    async_sendfile / raw sendfile: MB/s %s, CPU s %s\n",
+                       ratio(median("sendfile", 2), median("raw", 2)),
+                       ratio(median("sendfile", 4), median("raw", 4))
+            }
+        }' "$file"
+}
+
+sendfile_rounds=4
+if [ "$quick" -eq 1 ]; then
+    sendfile_rounds=1
+fi
+if want sendfile; then
+    find_programs ioctx:bench_sendfile:
+    only "${names[@]}"
+    echo
+    echo "==> serving a file: median of $runs runs; --size 64M --clients 8 --rounds $sendfile_rounds" \
+        "--run-threads 2 --workers $workers"
+    echo "    a 64 MiB file (cached) to 8 TCP loopback clients, $sendfile_rounds time(s) over to each;"
+    echo "    sendfile: ioctx async_sendfile of the whole file; pread: ioctx pread + async_write, 64 KiB"
+    echo "    chunks, 4 in flight per client; raw: blocking sendfile(), a thread per client"
+    echo "    MB/s: bytes the clients received over the wall time; CPU s: the whole process (clients"
+    echo "    included); write calls: the server's write system calls (sendfile, sendmsg)"
+    interleaved sendfile_table "--mode sendfile" "--mode pread" "--mode raw" -- \
+        --size 64M --clients 8 --rounds "$sendfile_rounds" --run-threads 2 --workers "$workers"
 fi
 
 if [ "$failures" -ne 0 ]; then
