@@ -86,10 +86,10 @@ typedef struct io_context_options {
 } io_context_options;
 
 typedef struct io_context_stats {
-    uint64_t ops_started;      /* write ops accepted (write_some and write) */
-    uint64_t ops_completed;    /* write ops whose handler has been queued */
-    uint64_t writev_calls;     /* write system calls (writev, sendmsg) made by workers */
-    uint64_t bytes_written;    /* bytes accepted by the kernel */
+    uint64_t ops_started;      /* descriptor ops accepted (writes, sendfile, shutdown) */
+    uint64_t ops_completed;    /* descriptor ops whose handler has been queued */
+    uint64_t writev_calls;     /* write system calls (writev, sendmsg, sendfile) made by workers */
+    uint64_t bytes_written;    /* bytes accepted by the kernel (sendfile's too) */
     uint64_t would_block;      /* writev() calls that returned EAGAIN */
     uint64_t handlers_run;     /* handlers of every kind run by run/poll/destroy */
 } io_context_stats;

@@ -191,7 +191,7 @@ struct io_gathered io__op_queue_gather_locked(io_descriptor *d, struct iovec *ve
                 g.bytes = op->gathered;
                 g.ops = 1;
             } else {
-                g.sendfile_next = op->kind == IO_OP_SENDFILE;
+                g.sendfile_next = op->kind == IO_OP_SENDFILE && op->done < op->total;
             }
             break;
         }

@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -126,6 +128,25 @@ static ssize_t sendfile_once(io_descriptor *d, int fd, const struct io_write_op 
     return account(d, n, err);
 }
 
+/*
+ * Writes that went with MSG_MORE wait in the kernel (up to 200 ms on
+ * TCP) for the sendfile behind them.  When that sendfile sends nothing
+ * after all (the file ended, it failed, it was cancelled, the turn
+ * ended first), turning TCP_NODELAY on pushes them out; it is then set
+ * back as it was.  Sockets other than TCP refuse the option: they hold
+ * nothing back either.
+ */
+static void push_held_bytes(int fd)
+{
+    int nodelay = 0, on = 1;
+    socklen_t len = sizeof(nodelay);
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) != 0 || nodelay)
+        return;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
+}
+
 /* The call for what was gathered: writev (sendmsg), sendfile, or the
  * shutdown of the sending side (on sockets; nothing on other kinds). */
 static ssize_t call(io_descriptor *d, int fd, struct iovec *vec, struct io_gathered *g, int *err)
@@ -155,8 +176,10 @@ static bool parks_after_no_room(const io_descriptor *d)
     return !d->detaching && !io_task_queue_is_empty(&d->ops);
 }
 
-enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
-                                      struct io_task_queue *done)
+/* The calls of a turn; *held says whether the last one that wrote went
+ * with MSG_MORE. */
+static enum io_turn_end write_calls_locked(io_descriptor *d, struct iovec *scratch,
+                                           struct io_task_queue *done, bool *held)
 {
     size_t budget = IO_TURN_BYTES_MAX;
     struct io_gathered g;
@@ -183,6 +206,7 @@ enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
         if (g.alone != NULL && g.alone->kind == IO_OP_SHUTDOWN) {
             io__op_queue_shutdown_ran_locked(d, err, done);
         } else if (n > 0) {
+            *held = g.alone == NULL && g.sendfile_next;
             io__op_queue_call_returned_locked(d, (struct io_call_result){ (size_t)n, 0 }, done);
             budget -= (size_t)n < budget ? (size_t)n : budget;
             /* A socket or pipe that took less than it was offered is
@@ -207,4 +231,20 @@ enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
             io__op_queue_call_returned_locked(d, (struct io_call_result){ 0, err }, done);
         }
     }
+}
+
+enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
+                                      struct io_task_queue *done)
+{
+    bool held = false;
+    enum io_turn_end end = write_calls_locked(d, scratch, done, &held);
+
+    if (held) {
+        int fd = d->watch.fd;
+
+        pthread_mutex_unlock(&d->lock);
+        push_held_bytes(fd);
+        pthread_mutex_lock(&d->lock);
+    }
+    return end;
 }

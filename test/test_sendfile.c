@@ -6,9 +6,14 @@
  * exactly what the reader got, a destination sendfile(2) refuses goes
  * through a copy, and bad input is refused before anything happens.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "alloc.h"
 #include "test_util.h"
@@ -291,12 +296,66 @@ START_TEST(bad_input_is_refused_in_order)
 }
 END_TEST
 
+/* A connected TCP pair on loopback: sv[0] for the descriptor. */
+static void tcp_pair(int sv[2])
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+
+    ck_assert_int_ge(listener, 0);
+    ck_assert_int_eq(bind(listener, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(listener, 1), 0);
+    ck_assert_int_eq(getsockname(listener, (struct sockaddr *)&a, &len), 0);
+    sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(sv[1], (struct sockaddr *)&a, sizeof(a)), 0);
+    sv[0] = accept(listener, NULL, NULL);
+    ck_assert_int_ge(sv[0], 0);
+    close(listener);
+}
+
+/* A header written right before a sendfile goes with MSG_MORE, to share
+ * packets with the file; when the sendfile then sends nothing (count 0,
+ * a file already at its end), the header must not stay held back in the
+ * kernel (200 ms on TCP): once the handlers ran, nothing is left unsent. */
+START_TEST(header_before_an_empty_sendfile_is_not_held_back)
+{
+    int file = temp_file(10, 7);
+
+    for (int how = 0; how < 2; how++) {
+        io_context *ctx = tu_new_context(1);
+        struct tu_result r[2];
+        io_descriptor *d;
+        char got[6];
+        int sv[2], unsent = -1;
+
+        tcp_pair(sv);
+        d = tu_new_descriptor(ctx, sv[0], NULL);
+        tu_results_init(r, 2);
+        ck_assert_int_eq(tu_write_all(d, "header", 6, &r[0]), 0);
+        ck_assert_int_eq(start_sendfile(d, file, how == 0 ? 0 : 10, how == 0 ? 0 : 5, &r[1], NULL), 0);
+        ck_assert_uint_eq(tu_run_marked(io_context_run, ctx), 2);
+        tu_assert_result_in_run(&r[0], 0, 6);
+        tu_assert_result_in_run(&r[1], how == 0 ? 0 : ENODATA, 0);
+        ck_assert_int_eq(ioctl(sv[0], SIOCOUTQNSD, &unsent), 0);
+        ck_assert_int_eq(unsent, 0);
+        tu_read_exactly(sv[1], got, 6);
+        ck_assert_mem_eq(got, "header", 6);
+        io_descriptor_destroy(d);
+        close(sv[1]);
+        tu_destroy_context(ctx);
+    }
+    close(file);
+}
+END_TEST
+
 void tu_add_tests(Suite *s)
 {
     tu_add_tcase(s, "content", TU_TESTS(sends_the_range_and_leaves_the_file_offset,
                                         keeps_its_place_among_writes,
                                         is_never_interleaved_with_concurrent_writes,
                                         short_file_ends_with_enodata,
+                                        header_before_an_empty_sendfile_is_not_held_back,
                                         falls_back_to_a_copy_where_sendfile_cannot_write));
     tu_add_tcase(s, "cancel", TU_TESTS(cancel_mid_transfer_reports_what_the_reader_got));
     tu_add_tcase(s, "input", TU_TESTS(bad_input_is_refused_in_order));
