@@ -201,8 +201,10 @@ struct subscriber {
     atomic_ullong above_since_ns;
     /* Bytes of the writes started to it whose handlers have not run yet:
      * at least its backlog, and known at once to the publisher that
-     * starts a write (see wait_for_room()). */
+     * starts a write (see wait_for_room()); and when they last rose over
+     * the unhandled limit. */
     atomic_ullong unhandled_bytes;
+    atomic_ullong unhandled_since_ns;
     /* When the latest message its socket took bytes of was published: its
      * last progress came later.  Written by its handlers only. */
     atomic_ullong last_taken_published_ns;
@@ -650,13 +652,24 @@ static void flow_broadcast(struct fanout *f)
     unlock(&f->flow_lock);
 }
 
-/* Counts the bytes of a write to s about to start, before its handler
- * can run. */
+/*
+ * Counts the bytes of a write to s about to start, before its handler can
+ * run.  The time of a rise over the limit is stored before the count that
+ * makes it, so that a publisher that sees the count over the limit never
+ * pairs it with the time of an earlier rise (it would take a subscriber
+ * that was idle for a while for a stalled one).
+ */
 static void unhandled_add(struct fanout *f, struct subscriber *s, size_t bytes)
 {
-    unsigned long long before = atomic_fetch_add(&s->unhandled_bytes, bytes);
+    unsigned long long before = atomic_load(&s->unhandled_bytes);
+    bool rises;
 
-    if (before <= f->unhandled_limit && before + bytes > f->unhandled_limit)
+    do {
+        rises = before <= f->unhandled_limit && before + bytes > f->unhandled_limit;
+        if (rises)
+            atomic_store(&s->unhandled_since_ns, now_ns());
+    } while (!atomic_compare_exchange_weak(&s->unhandled_bytes, &before, before + bytes));
+    if (rises)
         atomic_fetch_add(&f->subscribers_unhandled, 1);
 }
 
@@ -843,10 +856,10 @@ enum hold { HOLD_NONE, HOLD_ABOVE_HIGH, HOLD_UNHANDLED };
  * Whether s holds publishers back, and why: live, above its high mark
  * (its water-mark events say so) or over the unhandled limit, and still
  * taking data.  One that has taken nothing for stall_ns since the later
- * of its rise above the mark and its last whole write is marked stalled,
- * for every publisher, until it takes something again.  While it holds
- * them back, *wake_by becomes no later than the moment it would count as
- * stalled.
+ * of the rise that made it hold them back and its last whole write is
+ * marked stalled, for every publisher, until it takes something again.
+ * While it holds them back, *wake_by becomes no later than the moment it
+ * would count as stalled.
  */
 static enum hold holds_back(struct fanout *f, struct subscriber *s, uint64_t now,
                             uint64_t *wake_by)
@@ -854,7 +867,7 @@ static enum hold holds_back(struct fanout *f, struct subscriber *s, uint64_t now
     bool above = atomic_load(&s->above_high);
     bool unhandled = atomic_load(&s->unhandled_bytes) > f->unhandled_limit;
     unsigned long long writes, stalled_at;
-    uint64_t quiet_since, stalls_at;
+    uint64_t holding_since, quiet_since, stalls_at;
 
     if ((!above && !unhandled) || atomic_load(&s->state) != SUB_LIVE)
         return HOLD_NONE;
@@ -862,9 +875,14 @@ static enum hold holds_back(struct fanout *f, struct subscriber *s, uint64_t now
     stalled_at = atomic_load(&s->stalled_at);
     if (stalled_at == writes)
         return HOLD_NONE;
+    holding_since = UINT64_MAX;
+    if (above)
+        holding_since = atomic_load(&s->above_since_ns);
+    if (unhandled && atomic_load(&s->unhandled_since_ns) < holding_since)
+        holding_since = atomic_load(&s->unhandled_since_ns);
     quiet_since = atomic_load(&s->last_progress_ns);
-    if (above && atomic_load(&s->above_since_ns) > quiet_since)
-        quiet_since = atomic_load(&s->above_since_ns);
+    if (holding_since > quiet_since)
+        quiet_since = holding_since;
     stalls_at = quiet_since + f->o->stall_ns;
     if (now >= stalls_at) {
         if (atomic_compare_exchange_strong(&s->stalled_at, &stalled_at, writes))
@@ -1860,6 +1878,7 @@ int main(int argc, char **argv)
         atomic_init(&s->above_high, false);
         atomic_init(&s->above_since_ns, 0);
         atomic_init(&s->unhandled_bytes, 0);
+        atomic_init(&s->unhandled_since_ns, 0);
         atomic_init(&s->last_taken_published_ns, 0);
         atomic_init(&s->timed_out_bytes, 0);
         latch_init(&s->dropped);
