@@ -205,6 +205,10 @@ struct subscriber {
      * the unhandled limit. */
     atomic_ullong unhandled_bytes;
     atomic_ullong unhandled_since_ns;
+    /* Its water-mark events: written by its handler only, on its strand;
+     * read once io_context_destroy() has run the last of them. */
+    unsigned long long watermark_rises;
+    unsigned long long watermark_falls;
     /* When the latest message its socket took bytes of was published: its
      * last progress came later.  Written by its handlers only. */
     atomic_ullong last_taken_published_ns;
@@ -752,14 +756,29 @@ static void on_written(void *arg, int error, size_t bytes)
 /*
  * The water-mark handler: runs on the subscriber descriptor's strand, in
  * order with its write handlers.  "Above" makes the subscriber hold
- * publishers back (see holds_back()); "below" releases them.
+ * publishers back (see holds_back()); "below" releases them.  Checks what
+ * the library promises: the events alternate, starting with "above", and
+ * each carries a count on its side of the marks.  One out of turn is
+ * counted but changes nothing, so that the flags and the count of
+ * subscribers above stay consistent for the run to go on.
  */
 static void on_watermark(void *arg, bool above_high, size_t queued)
 {
     struct subscriber *s = arg;
     struct fanout *f = s->f;
+    const char *event = above_high ? "above" : "below";
 
-    (void)queued;
+    if (above_high)
+        s->watermark_rises++;
+    else
+        s->watermark_falls++;
+    if (above_high ? queued <= f->high_mark : queued > f->low_mark)
+        note_unexpected(f, "subscriber %u: \"%s\" water-mark event with %zu bytes queued "
+                        "(low %zu, high %zu)", s->index, event, queued, f->low_mark, f->high_mark);
+    if (above_high == atomic_load(&s->above_high)) {
+        note_unexpected(f, "subscriber %u: two \"%s\" water-mark events in a row", s->index, event);
+        return;
+    }
     if (above_high) {
         atomic_store(&s->above_since_ns, now_ns());
         atomic_store(&s->above_high, true);
@@ -1666,6 +1685,14 @@ static unsigned verify_frozen(struct fanout *f, struct subscriber *s, bool froze
     return 0;
 }
 
+/* Whether every "above" of s got its "below": once its descriptor is
+ * destroyed and the context has run the last events, the library
+ * promises so. */
+static bool watermarks_paired(const struct subscriber *s)
+{
+    return s->watermark_rises == s->watermark_falls && !atomic_load(&s->above_high);
+}
+
 /* Prints one line per problem and returns how many there were. */
 static unsigned verify(struct fanout *f, bool slow_caught, bool frozen_caught)
 {
@@ -1693,6 +1720,12 @@ static unsigned verify(struct fanout *f, bool slow_caught, bool frozen_caught)
         struct subscriber *s = &f->subs[i];
         int state = atomic_load(&s->state);
 
+        if (!watermarks_paired(s)) {
+            printf("FAIL subscriber %u: %llu \"above\" water-mark events, %llu \"below\", after "
+                   "its descriptor was destroyed\n",
+                   i, s->watermark_rises, s->watermark_falls);
+            problems++;
+        }
         if (s->failed) {
             printf("FAIL subscriber %u: %s\n", i, s->failure);
             problems++;
@@ -1750,6 +1783,27 @@ static unsigned verify(struct fanout *f, bool slow_caught, bool frozen_caught)
     return problems;
 }
 
+static void print_watermark_summary(struct fanout *f)
+{
+    unsigned long long rises = 0, falls = 0;
+    unsigned unpaired = 0;
+    char high[32], low[32];
+
+    for (unsigned i = 0; i < f->o->subscribers; i++) {
+        rises += f->subs[i].watermark_rises;
+        falls += f->subs[i].watermark_falls;
+        unpaired += !watermarks_paired(&f->subs[i]);
+    }
+    format_bytes(high, sizeof(high), f->high_mark);
+    format_bytes(low, sizeof(low), f->low_mark);
+    printf("%-26s %llu above, %llu below (high %s, low %s): ", "water-mark events", rises, falls,
+           high, low);
+    if (unpaired == 0)
+        printf("each above got its below\n");
+    else
+        printf("%u of %u subscribers unpaired\n", unpaired, f->o->subscribers);
+}
+
 static void print_summary(struct fanout *f, const io_context_stats *st, double publishing,
                           double elapsed)
 {
@@ -1786,6 +1840,7 @@ static void print_summary(struct fanout *f, const io_context_stats *st, double p
     printf("%-26s would_block %" PRIu64 ", ops started %" PRIu64 ", completed %" PRIu64 "\n",
            "library stats", st->would_block, st->ops_started, st->ops_completed);
     printf("%-26s p50 %s, p99 %s, max %s\n", "publish-to-handler", p50, p99, max);
+    print_watermark_summary(f);
     format_bytes(limit, sizeof(limit), f->unhandled_limit);
     printf("%-26s %llu times, %.2f s in all: %llu above a high mark, %llu over the unhandled "
            "limit (%s); %llu stalled let go\n",
