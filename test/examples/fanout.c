@@ -190,6 +190,7 @@ struct subscriber {
 
     /* Server side. */
     io_descriptor *d;
+    io_strand *strand;                  /* runs its descriptor's handlers, and its probes */
     atomic_int state;                   /* enum sub_state */
     atomic_ullong writes_ok;            /* messages the kernel took whole */
     atomic_ullong stalled_at;           /* writes_ok when judged stalled, or ~0 */
@@ -205,6 +206,11 @@ struct subscriber {
      * the unhandled limit. */
     atomic_ullong unhandled_bytes;
     atomic_ullong unhandled_since_ns;
+    /* A probe through its strand (see confirm_stall()): whether one is in
+     * flight, when it was posted, and when the last one that ran was. */
+    atomic_bool probe_in_flight;
+    atomic_ullong probe_posted_ns;
+    atomic_ullong probe_confirmed_ns;
     /* Its water-mark events: written by its handler only, on its strand;
      * read once io_context_destroy() has run the last of them. */
     unsigned long long watermark_rises;
@@ -291,6 +297,7 @@ struct fanout {
     atomic_ullong waits_unhandled;      /* ...for one over the unhandled limit */
     atomic_ullong waited_ns;
     atomic_ullong stalls;               /* subscribers let go for taking nothing */
+    atomic_ullong probes;               /* stalls the clock suggested, sent to be confirmed */
 
     /* Publishers that finished; main waits on done_cond (its timer). */
     pthread_mutex_t done_lock;
@@ -868,6 +875,49 @@ static void publish_one(struct fanout *f, struct publisher *p, struct message *m
     message_put(m);
 }
 
+/* Runs on the subscriber's strand after every handler queued there
+ * before it was posted: its progress up to then is known. */
+static void on_probe(void *arg)
+{
+    struct subscriber *s = arg;
+
+    atomic_store(&s->probe_confirmed_ns, atomic_load(&s->probe_posted_ns));
+    atomic_store(&s->probe_in_flight, false);
+    flow_broadcast(s->f);
+}
+
+/*
+ * Whether s, quiet by the clock since before stalls_at, has really taken
+ * nothing for that long.  Its progress is known from its write handlers,
+ * and they may simply be late: under load a run thread may not run for
+ * longer than --stall, and taking that for a stall let healthy
+ * subscribers run to the cap.  So the first time it looks stalled, a
+ * probe is posted to its strand; it runs after every handler of a write
+ * that ended before it was posted, and if the subscriber's progress has
+ * still not moved past stalls_at by then, it has taken nothing.  Until
+ * the probe has run, s keeps holding publishers back; the probe wakes
+ * them.
+ */
+static bool confirm_stall(struct fanout *f, struct subscriber *s, uint64_t now, uint64_t stalls_at)
+{
+    bool idle = false;
+    int err;
+
+    if (atomic_load(&s->probe_confirmed_ns) >= stalls_at)
+        return true;
+    if (!atomic_compare_exchange_strong(&s->probe_in_flight, &idle, true))
+        return false;
+    atomic_store(&s->probe_posted_ns, now);
+    atomic_fetch_add(&f->probes, 1);
+    err = io_strand_post(s->strand, on_probe, s);
+    if (err != 0) {
+        note_unexpected(f, "subscriber %u: io_strand_post: %s", s->index, errno_name(err));
+        atomic_store(&s->probe_in_flight, false);
+        return true;            /* nothing would wake the publishers: let it go */
+    }
+    return false;
+}
+
 /* Why a subscriber holds publishers back, the weightier reason first. */
 enum hold { HOLD_NONE, HOLD_ABOVE_HIGH, HOLD_UNHANDLED };
 
@@ -875,10 +925,10 @@ enum hold { HOLD_NONE, HOLD_ABOVE_HIGH, HOLD_UNHANDLED };
  * Whether s holds publishers back, and why: live, above its high mark
  * (its water-mark events say so) or over the unhandled limit, and still
  * taking data.  One that has taken nothing for stall_ns since the later
- * of the rise that made it hold them back and its last whole write is
- * marked stalled, for every publisher, until it takes something again.
- * While it holds them back, *wake_by becomes no later than the moment it
- * would count as stalled.
+ * of the rise that made it hold them back and its last whole write
+ * (confirmed by a probe) is marked stalled, for every publisher, until it
+ * takes something again.  While it holds them back, *wake_by becomes no
+ * later than the moment it would count as stalled by the clock.
  */
 static enum hold holds_back(struct fanout *f, struct subscriber *s, uint64_t now,
                             uint64_t *wake_by)
@@ -903,13 +953,14 @@ static enum hold holds_back(struct fanout *f, struct subscriber *s, uint64_t now
     if (holding_since > quiet_since)
         quiet_since = holding_since;
     stalls_at = quiet_since + f->o->stall_ns;
-    if (now >= stalls_at) {
+    if (now < stalls_at) {
+        if (stalls_at < *wake_by)
+            *wake_by = stalls_at;
+    } else if (confirm_stall(f, s, now, stalls_at)) {
         if (atomic_compare_exchange_strong(&s->stalled_at, &stalled_at, writes))
             atomic_fetch_add(&f->stalls, 1);
         return HOLD_NONE;
     }
-    if (stalls_at < *wake_by)
-        *wake_by = stalls_at;
     return unhandled ? HOLD_UNHANDLED : HOLD_ABOVE_HIGH;
 }
 
@@ -931,8 +982,9 @@ static enum hold holds_back(struct fanout *f, struct subscriber *s, uint64_t now
  * a write.  This bounds what the events cannot, and is rarely reached.
  *
  * A subscriber that stops reading takes nothing while they wait; after
- * --stall it no longer holds them back, its backlog grows with every
- * message, and it is dropped at the cap.  (A rule on queue sizes alone
+ * --stall (confirmed through its strand: see confirm_stall()) it no
+ * longer holds them back, its backlog grows with every message, and it
+ * is dropped at the cap.  (A rule on queue sizes alone
  * cannot tell it from a healthy one that is merely last.)  The frozen
  * subscriber's backlog grows too slowly to reach the high mark, as a
  * rule; if it does, it takes nothing either and is let go after --stall
@@ -1271,7 +1323,12 @@ static void accept_subscribers(struct fanout *f, int listen_fd)
         if (s->role == ROLE_FROZEN &&
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &low_volume_buffer, sizeof(low_volume_buffer)) != 0)
             fatal("setsockopt(SO_SNDBUF): %s", strerror(errno));
-        err = io_descriptor_create(f->ctx, fd, NULL, &s->d);
+        /* A strand of our own, not the descriptor's private one: the
+         * stall probes are posted to it. */
+        err = io_strand_create(f->ctx, &s->strand);
+        if (err != 0)
+            fatal("io_strand_create: %s", strerror(err));
+        err = io_descriptor_create(f->ctx, fd, s->strand, &s->d);
         if (err != 0)
             fatal("io_descriptor_create: %s", strerror(err));
         err = io_descriptor_set_send_timeout(s->d, f->o->send_timeout_ns);
@@ -1843,10 +1900,10 @@ static void print_summary(struct fanout *f, const io_context_stats *st, double p
     print_watermark_summary(f);
     format_bytes(limit, sizeof(limit), f->unhandled_limit);
     printf("%-26s %llu times, %.2f s in all: %llu above a high mark, %llu over the unhandled "
-           "limit (%s); %llu stalled let go\n",
+           "limit (%s); %llu stalled let go (%llu probed)\n",
            "publishers held back", atomic_load(&f->waits_above_high) + atomic_load(&f->waits_unhandled),
            (double)atomic_load(&f->waited_ns) / 1e9, atomic_load(&f->waits_above_high),
-           atomic_load(&f->waits_unhandled), limit, atomic_load(&f->stalls));
+           atomic_load(&f->waits_unhandled), limit, atomic_load(&f->stalls), atomic_load(&f->probes));
     printf("%-26s %u of %u\n", "subscribers dropped", dropped, o->subscribers);
     printf("%-26s %u (cap %s)\n", "  dropped at the cap", at_cap, cap);
     if (o->send_timeout_ns != 0)
@@ -1934,6 +1991,9 @@ int main(int argc, char **argv)
         atomic_init(&s->above_since_ns, 0);
         atomic_init(&s->unhandled_bytes, 0);
         atomic_init(&s->unhandled_since_ns, 0);
+        atomic_init(&s->probe_in_flight, false);
+        atomic_init(&s->probe_posted_ns, 0);
+        atomic_init(&s->probe_confirmed_ns, 0);
         atomic_init(&s->last_taken_published_ns, 0);
         atomic_init(&s->timed_out_bytes, 0);
         latch_init(&s->dropped);
@@ -2005,8 +2065,10 @@ int main(int argc, char **argv)
         join_thread(runners[t].thread);
     io_context_get_stats(f.ctx, &stats);
     /* Closing the rest gives the subscribers their EOF. */
-    for (unsigned i = 0; i < o.subscribers; i++)
+    for (unsigned i = 0; i < o.subscribers; i++) {
         io_descriptor_destroy(f.subs[i].d);
+        io_strand_destroy(f.subs[i].strand);
+    }
     for (unsigned i = 0; i < o.subscribers; i++)
         join_thread(f.subs[i].thread);
     finished = now_ns();
