@@ -20,13 +20,14 @@
  *     high mark of a quarter of the cap and a low mark of a quarter of
  *     that.  Publishers wait, without polling, while a subscriber that is
  *     still taking data is above its high mark, and go on at its "below"
- *     event, so healthy ones keep up; one above its mark that has taken
- *     nothing for --stall (50 ms) no longer holds them back, so it falls
- *     behind and is dropped at the cap.  An event comes through a run
- *     thread, which may lag: publishers also wait while the writes to a
- *     subscriber whose handlers have not run come near the cap, so that
- *     the lag cannot push a healthy one past it.  Every "above" must get
- *     its "below", by the close at the latest;
+ *     event, so healthy ones keep up.  One that has taken nothing for
+ *     --stall (50 ms) while holding them back, as a probe posted to its
+ *     strand confirms, no longer does, so it falls behind and is dropped
+ *     at the cap.  An event comes through a run thread, which may lag:
+ *     publishers also wait while the writes to a subscriber whose
+ *     handlers have not run come near the cap, so that the lag cannot
+ *     push a healthy one past it.  Every "above" must get its "below", by
+ *     the close at the latest; the summary counts them;
  *   - a send timeout (io_descriptor_set_send_timeout(), --send-timeout) for
  *     what the cap cannot catch, a subscriber that stops reading a stream
  *     too thin to take its backlog anywhere near the cap: when its writes
