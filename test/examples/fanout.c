@@ -892,7 +892,7 @@ static void on_probe(void *arg)
  * nothing for that long.  Its progress is known from its write handlers,
  * and they may simply be late: under load a run thread may not run for
  * longer than --stall, and taking that for a stall let healthy
- * subscribers run to the cap.  So the first time it looks stalled, a
+ * subscribers go, with nothing but the cap to stop them.  So the first time it looks stalled, a
  * probe is posted to its strand; it runs after every handler of a write
  * that ended before it was posted, and if the subscriber's progress has
  * still not moved past stalls_at by then, it has taken nothing.  Until
@@ -980,7 +980,9 @@ static enum hold holds_back(struct fanout *f, struct subscriber *s, uint64_t now
  * also wait while the writes to one whose handlers have not run pass the
  * unhandled limit, the cap less one message per publisher: that counter
  * is at least the backlog, and a publisher knows it the moment it starts
- * a write.  This bounds what the events cannot, and is rarely reached.
+ * a write.  This bounds what the events cannot.  In the default run it
+ * seldom holds them; with the ctest run's 1 MiB cap, about one wait in
+ * five is for it.
  *
  * A subscriber that stops reading takes nothing while they wait; after
  * --stall (confirmed through its strand: see confirm_stall()) it no
