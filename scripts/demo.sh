@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/demo.sh - installs what is missing, builds (Release), and runs the
 # main job: the fan-out server of test/examples/fanout.c on 127.0.0.1.
-# Publisher threads write every message to every subscriber through ioctx;
-# one subscriber is slow (dropped by back-pressure), one disconnects, one
-# stops reading a low-volume stream (dropped by the send timeout); every
-# byte is verified.  Takes about 10 seconds on a 2-core machine.
+# Publisher threads write every message to every subscriber through ioctx,
+# pausing on write-buffer water-mark events; one subscriber is slow (dropped
+# at the cap), one disconnects, one stops reading a low-volume stream
+# (dropped by the send timeout); every byte is verified.  Takes about 10
+# seconds on a 2-core machine.
 # Options are passed to the server: scripts/demo.sh --help lists them.
 set -euo pipefail
 
