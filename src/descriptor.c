@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,8 +59,13 @@ static struct io_write_op *op_of(struct io_task *t)
 
 static enum io_fd_kind kind_of(const struct stat *st, int fd)
 {
-    if (S_ISSOCK(st->st_mode))
-        return IO_FD_SOCKET;
+    if (S_ISSOCK(st->st_mode)) {
+        int type = SOCK_STREAM;
+        socklen_t len = sizeof(type);
+
+        (void)getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+        return type == SOCK_STREAM ? IO_FD_SOCKET : IO_FD_MESSAGE_SOCKET;
+    }
     if (S_ISFIFO(st->st_mode))
         return IO_FD_PIPE;
     if (S_ISREG(st->st_mode))

@@ -424,10 +424,13 @@ void *io__cancel_signal_op(io_cancel_signal *sig, const void *owner);
 /* the descriptor's data (its functions are in descriptor.c)           */
 /* ------------------------------------------------------------------ */
 
-/* What a descriptor is; it decides the system call (sendmsg for sockets)
- * and what EPIPE leaves behind (a SIGPIPE to consume, for the others). */
+/* What a descriptor is; it decides the system call (sendmsg for sockets),
+ * what EPIPE leaves behind (a SIGPIPE to consume, for the others), and
+ * whether ops may share a call (not on message sockets, where a call is
+ * a message). */
 enum io_fd_kind {
-    IO_FD_SOCKET,
+    IO_FD_SOCKET,       /* a stream socket */
+    IO_FD_MESSAGE_SOCKET,   /* datagram or seqpacket: one op, one message */
     IO_FD_PIPE,         /* pipe or FIFO */
     IO_FD_TTY,
     IO_FD_FILE,         /* regular file: always writable, writev may block */
@@ -495,6 +498,11 @@ struct io_descriptor {
     struct io_member member;            /* ctx->lock: in ctx->members */
     struct io_strand own_strand;        /* the private one, when none was given */
 };
+
+static inline bool io__descriptor_is_socket(const io_descriptor *d)
+{
+    return d->kind == IO_FD_SOCKET || d->kind == IO_FD_MESSAGE_SOCKET;
+}
 
 /* The context of a descriptor: its strand's. */
 static inline io_context *io__descriptor_ctx(const io_descriptor *d)

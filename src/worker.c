@@ -219,6 +219,11 @@ int io__workers_start(struct io_workers *w, unsigned count, void (*flush)(void))
     w->count--;         /* the one that failed */
     io__workers_stop(w);
     io__poller_free(w->poller);
+    /* pthread_create says EAGAIN for want of memory (a stack) as for a
+     * thread limit; either way the context cannot have its resources,
+     * and callers check for ENOMEM. */
+    if (err == EAGAIN)
+        err = ENOMEM;
 out_free_timers:
     io__timer_queue_free(&w->timers);
 out_destroy_cond:

@@ -59,7 +59,7 @@ static ssize_t account(io_descriptor *d, ssize_t n, int *err)
     if (*err == EAGAIN || *err == EWOULDBLOCK) {
         *err = EAGAIN;
         atomic_fetch_add_explicit(&ctx->stats.would_block, 1, memory_order_relaxed);
-    } else if (*err == EPIPE && d->kind != IO_FD_SOCKET) {
+    } else if (*err == EPIPE && !io__descriptor_is_socket(d)) {
         consume_sigpipe();
     }
     return -1;
@@ -74,7 +74,7 @@ static ssize_t write_once(io_descriptor *d, int fd, struct iovec *vec, size_t co
     ssize_t n;
 
     do {
-        if (d->kind == IO_FD_SOCKET) {
+        if (io__descriptor_is_socket(d)) {
             struct msghdr msg = { .msg_iov = vec, .msg_iovlen = count };
 
             n = sendmsg(fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
@@ -155,7 +155,7 @@ static ssize_t call(io_descriptor *d, int fd, struct iovec *vec, struct io_gathe
         return write_once(d, fd, vec, g->buffers, g->sendfile_next, err);
     if (g->alone->kind == IO_OP_SENDFILE)
         return sendfile_once(d, fd, g->alone, &g->bytes, err);
-    *err = d->kind == IO_FD_SOCKET && shutdown(fd, SHUT_WR) != 0 ? errno : 0;
+    *err = io__descriptor_is_socket(d) && shutdown(fd, SHUT_WR) != 0 ? errno : 0;
     return 0;
 }
 
@@ -164,7 +164,7 @@ static ssize_t call(io_descriptor *d, int fd, struct iovec *vec, struct io_gathe
  * other reasons and poll() says nothing useful about them. */
 static bool parks_after_short_write(const io_descriptor *d)
 {
-    return (d->kind == IO_FD_SOCKET || d->kind == IO_FD_PIPE) && !d->detaching
+    return (io__descriptor_is_socket(d) || d->kind == IO_FD_PIPE) && !d->detaching
            && !io_task_queue_is_empty(&d->ops);
 }
 
@@ -195,7 +195,11 @@ static enum io_turn_end write_calls_locked(io_descriptor *d, struct iovec *scrat
             return IO_TURN_IDLE;
         if (budget == 0)
             return IO_TURN_READY;
-        g = io__op_queue_gather_locked(d, scratch, budget, one_op);
+        /* On a message socket a call is a message: one op each, whole. */
+        if (d->kind == IO_FD_MESSAGE_SOCKET)
+            g = io__op_queue_gather_locked(d, scratch, SIZE_MAX, true);
+        else
+            g = io__op_queue_gather_locked(d, scratch, budget, one_op);
         one_op = false;
         fd = d->watch.fd;
         io__op_queue_hand_over_locked(d, done);

@@ -655,6 +655,41 @@ START_TEST(idle_workers_wait_in_poll)
 }
 END_TEST
 
+/* pthread_create is wrapped here (-Wl,--wrap): a test can make the n-th
+ * call from now fail with EAGAIN, as when no stack can be had. */
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+
+static atomic_int thread_creates_until_failure;
+
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+    if (atomic_load(&thread_creates_until_failure) > 0
+        && atomic_fetch_sub(&thread_creates_until_failure, 1) == 1)
+        return EAGAIN;
+    return __real_pthread_create(t, a, fn, arg);
+}
+
+/* A worker that cannot be started: create says ENOMEM (pthread_create's
+ * EAGAIN is a want of memory or of a thread), the workers already
+ * started are stopped and nothing is left allocated. */
+START_TEST(failed_worker_start_gives_enomem_and_leaks_nothing)
+{
+    io_context_options opts = { .worker_threads = 3 };
+    size_t live = io__alloc_live();
+
+    for (int n = 1; n <= 3; n++) {
+        io_context *ctx = NULL;
+
+        atomic_store(&thread_creates_until_failure, n);
+        ck_assert_int_eq(io_context_create(&ctx, &opts), ENOMEM);
+        atomic_store(&thread_creates_until_failure, 0);
+        ck_assert_ptr_null(ctx);
+        ck_assert_uint_eq(io__alloc_live(), live);
+    }
+}
+END_TEST
+
 /* run, run_one, poll and poll_one called from a handler of the same
  * context (plain, on a strand, or inside destroy) return 0 at once and
  * run nothing; the outer run goes on and runs what is queued. */
@@ -703,6 +738,7 @@ void tu_add_tests(Suite *s)
 {
     tu_add_tcase(s, "nested", TU_TESTS(run_from_a_handler_of_the_same_context_returns_zero));
     tu_add_tcase(s, "errors", TU_TESTS(null_arguments_give_einval,
+                                       failed_worker_start_gives_enomem_and_leaks_nothing,
                                        create_accepts_options_and_zero_workers,
                                        out_of_memory_gives_enomem_and_loses_nothing));
     tu_add_tcase(s, "where handlers run", TU_TESTS(post_never_runs_the_handler_inside_post,

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <termios.h>
 
 #include "alloc.h"
@@ -296,6 +297,78 @@ START_TEST(create_claims_high_fd_numbers)
 }
 END_TEST
 
+/* On a datagram or seqpacket socket each write is one message: queued
+ * writes are never merged into one datagram, and a write that fits alone
+ * is not refused for the company of another (EMSGSIZE). */
+struct message_reader {
+    pthread_t thread;
+    int fd;
+    int expect;             /* a datagram socket sees no end: count them */
+    int count;
+    size_t sizes[16];
+};
+
+static void *read_messages(void *arg)
+{
+    struct message_reader *m = arg;
+    static unsigned char buf[200000];
+
+    for (m->count = 0; m->count < m->expect; m->count++) {
+        ssize_t n = recv(m->fd, buf, sizeof(buf), 0);
+
+        if (n <= 0)
+            break;
+        m->sizes[m->count] = (size_t)n;
+    }
+    return NULL;
+}
+
+START_TEST(message_sockets_keep_one_message_per_write)
+{
+    static const int types[] = { SOCK_DGRAM, SOCK_SEQPACKET };
+    static unsigned char data[120000];
+
+    for (int k = 0; k < 2; k++) {
+        enum { SMALL = 8 };
+        io_context *ctx = tu_new_context(1);
+        struct tu_result r[SMALL + 2];
+        struct message_reader m = { 0 };
+        io_descriptor *d;
+        int sv[2], i;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, types[k], 0, sv), 0);
+        d = tu_new_descriptor(ctx, sv[0], NULL);
+        tu_results_init(r, SMALL + 2);
+        /* Queued together before any worker turn could send them one by
+         * one: the small ones behind a big one. */
+        ck_assert_int_eq(tu_write_all(d, data, sizeof(data), &r[0]), 0);
+        for (i = 1; i <= SMALL; i++)
+            ck_assert_int_eq(tu_write_some(d, data, (size_t)(100 + 10 * i), &r[i]), 0);
+        ck_assert_int_eq(tu_write_all(d, data, sizeof(data), &r[SMALL + 1]), 0);
+        m.fd = sv[1];
+        m.expect = SMALL + 2;
+        /* Merged messages would leave the reader waiting: not for ever. */
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO,
+                                    &(struct timeval){ TU_WAIT_S, 0 }, sizeof(struct timeval)), 0);
+        ck_assert_int_eq(pthread_create(&m.thread, NULL, read_messages, &m), 0);
+        ck_assert_uint_eq(tu_run_marked(io_context_run, ctx), SMALL + 2);
+        pthread_join(m.thread, NULL);
+        io_descriptor_destroy(d);
+        tu_assert_result_in_run(&r[0], 0, sizeof(data));
+        for (i = 1; i <= SMALL; i++)
+            tu_assert_result_in_run(&r[i], 0, (size_t)(100 + 10 * i));
+        tu_assert_result_in_run(&r[SMALL + 1], 0, sizeof(data));
+        ck_assert_int_eq(m.count, SMALL + 2);
+        ck_assert_uint_eq(m.sizes[0], sizeof(data));
+        for (i = 1; i <= SMALL; i++)
+            ck_assert_uint_eq(m.sizes[i], (size_t)(100 + 10 * i));
+        ck_assert_uint_eq(m.sizes[SMALL + 1], sizeof(data));
+        close(sv[1]);
+        tu_destroy_context(ctx);
+    }
+}
+END_TEST
+
 void tu_add_tests(Suite *s)
 {
     tu_add_tcase(s, "strict", TU_TESTS(create_rejects_fds_not_open_for_writing,
@@ -305,6 +378,7 @@ void tu_add_tests(Suite *s)
                                        null_arguments_give_einval,
                                        create_sets_nonblocking_and_reports_the_fd,
                                        create_out_of_memory_gives_enomem_and_leaks_nothing));
-    tu_add_tcase(s, "kinds", TU_TESTS(regular_file_gets_every_byte, dev_null_takes_a_mebibyte,
+    tu_add_tcase(s, "kinds", TU_TESTS(message_sockets_keep_one_message_per_write,
+                                      regular_file_gets_every_byte, dev_null_takes_a_mebibyte,
                                       pty_slave_writes_reach_the_master));
 }
