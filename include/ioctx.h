@@ -23,6 +23,25 @@
  *   - All functions are thread-safe, except each *_destroy, which must not
  *     race with any other call on that same object.
  *
+ * After fork(), the child has none of a context's worker threads (fork
+ * copies only the calling thread), keeps locked forever any lock one of
+ * them held at that moment, and shares the parent's wake-up fd and, with
+ * the epoll backend (Linux's default), its epoll instance.  So the child
+ * must not call any function on an object it inherited (a context, or a
+ * strand, descriptor, timer or cancel signal the parent made), not even a
+ * destroy or close: its writes would never complete; io_context_destroy()
+ * would join threads that do not exist in the child (undefined) and run
+ * the parent's pending handlers there; and closing or destroying an
+ * inherited descriptor, or its context, may wait forever for a worker, or
+ * take the parent's fd out of the shared epoll set so that the parent's
+ * writes waiting for room never complete.  A child that needs ioctx
+ * creates its own context.  The inherited objects' memory is lost in the
+ * child; their fds stay open there until the child calls close() on them
+ * (which leaves the parent's alone) or exec (the library's own fds are
+ * close-on-exec; the descriptors' fds are as the program opened them).
+ * Asio's io_context::notify_fork(), which lets a child go on using an
+ * inherited context, has no counterpart here.
+ *
  * Each function's comment below says the rest: what it does, its errors,
  * its thread-safety, where its handler runs, and its Asio counterpart.
  */
