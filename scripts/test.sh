@@ -114,10 +114,10 @@ if have_tool clang-tidy clang-tidy; then
     [ -f "$db/compile_commands.json" ] || db=$IOCTX_ROOT/build/plain
     run_check clang-tidy tidy_src "$db"
 fi
-# warning, performance and portability; not style, which STYLE.md
-# settles (it would move every declaration to its first use).  System
-# headers are not given to cppcheck (it knows libc and POSIX from its
-# library files), so it must not ask for them.
+# warning, performance and portability; not style, which would move
+# every declaration to its first use, where this code declares at the
+# top of a block.  System headers are not given to cppcheck (it knows
+# libc and POSIX from its library files), so it must not ask for them.
 if have_tool cppcheck cppcheck; then
     run_check cppcheck cppcheck --enable=warning,performance,portability --std=c11 \
         --library=posix --inline-suppr --error-exitcode=1 --quiet \
