@@ -27,16 +27,25 @@ ensure_packages() {
 # CMake, pkg-config and the Check framework.
 IOCTX_BUILD_PACKAGES=(gcc libc6-dev make cmake pkg-config check)
 
-# build_config NAME SANITIZE [CMAKE ARGS...] : configures and builds
-# build/NAME with warnings as errors and the given sanitizer ('' for none).
-build_config() {
+# configure_config NAME SANITIZE [CMAKE ARGS...] : configures build/NAME
+# with warnings as errors and the given sanitizer ('' for none).
+configure_config() {
     local name=$1 sanitize=$2
     shift 2
     echo "==> configuring build/$name (sanitizer: ${sanitize:-none})"
     # --log-level=NOTICE hides CMake's chatter but keeps the project's own
     # notices (which benchmark peers were skipped, and why).
     cmake --log-level=NOTICE -S "$IOCTX_ROOT" -B "$IOCTX_ROOT/build/$name" -DIOCTX_WERROR=ON \
-        -DIOCTX_SANITIZE="$sanitize" "$@" || return 1
+        -DIOCTX_SANITIZE="$sanitize" "$@"
+}
+
+# build_config NAME SANITIZE [CMAKE ARGS...] : configures build/NAME as
+# configure_config does and builds all of it, printing only warnings and
+# errors; when that fails, it builds again with one job and make's
+# output shown, so that the error is not lost among other jobs' lines.
+build_config() {
+    local name=$1
+    configure_config "$@" || return 1
     echo "==> building build/$name"
     cmake --build "$IOCTX_ROOT/build/$name" -j "$(nproc)" -- --no-print-directory >/dev/null \
         || cmake --build "$IOCTX_ROOT/build/$name" -j 1 -- --no-print-directory
