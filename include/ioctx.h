@@ -15,8 +15,10 @@
  * Conventions shared by every function below:
  *   - Functions returning int return 0 on success or a positive errno value
  *     (EINVAL for a NULL object, NULL handler, or NULL bufs with count > 0;
- *     ENOMEM when memory runs out).  The exceptions are
- *     io_descriptor_native_handle() and io_descriptor_release().
+ *     ENOMEM when memory runs out; the few others a function may return,
+ *     such as EBUSY, EBADF or EEXIST, are named in its comment).  The
+ *     exceptions are io_descriptor_native_handle() and
+ *     io_descriptor_release().
  *   - Every initiating call that returns 0 leads to exactly one invocation
  *     of its handler before io_context_destroy() returns; one that returns
  *     non-zero never invokes its handler.

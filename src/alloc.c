@@ -3,8 +3,8 @@
  *
  * Everything that allocates calls io__alloc(), so that a test can fail any
  * chosen allocation and prove that every caller turns it into ENOMEM
- * without losing anything, and can check that objects are freed when the
- * contract says, not only at context shutdown.
+ * without losing anything, and can check that objects are freed when
+ * ioctx.h says they are, not only at context shutdown.
  *
  * Data: five atomics, no lock.  Allocation is off the hot path (handler
  * nodes are recycled), so the two relaxed atomic operations cost nothing
