@@ -2,7 +2,7 @@
 # page for the whole header) into one section-3 page per function, laid
 # out as man pages are: NAME, SYNOPSIS (the #include, the types the
 # function uses, its prototype), DESCRIPTION, RETURN VALUE, ASIO
-# EQUIVALENT, SEE ALSO.  Related functions share a page (pages[] below);
+# EQUIVALENT, SEE ALSO.  Related functions share a page (share_page below);
 # the others' names get a link page (.so) to it.
 #
 #   awk -v out=DIR -v version=X.Y.Z -f doxygen_to_man3.awk DOXYGEN/man3/ioctx.h.3
@@ -18,21 +18,20 @@
 
 BEGIN {
     # Functions documented together because their comments lean on each
-    # other ("Like io_context_run(), but ..."); the first names the page.
-    # A shared page's NAME line says what they do together, where the
-    # first one's comment would speak for it alone.
-    pages["io_version"] = "io_version io_version_string"
-    group_brief["io_version"] = "the version of the library this program runs with"
-    pages["io_context_run"] = "io_context_run io_context_run_one io_context_poll io_context_poll_one"
-    group_brief["io_context_run"] = "runs a context's handlers on the calling thread"
-    pages["io_context_stop"] = "io_context_stop io_context_stopped io_context_restart"
-    group_brief["io_context_stop"] = "stops a context, tells whether it is stopped, makes it runnable again"
-    pages["io_context_work_started"] = "io_context_work_started io_context_work_finished"
-    group_brief["io_context_work_started"] = "counts work that keeps io_context_run() from returning"
-    pages["io_descriptor_native_handle"] = "io_descriptor_native_handle io_descriptor_is_open"
-    group_brief["io_descriptor_native_handle"] = "a descriptor's fd, and whether it is open"
-    pages["io_timer_expires_at"] = "io_timer_expires_at io_timer_expires_after io_timer_expiry"
-    group_brief["io_timer_expires_at"] = "sets and reads a timer's expiry"
+    # other ("Like io_context_run(), but ..."), and what the shared page's
+    # NAME line says of them (the first one's comment speaks for it alone).
+    share_page("io_version io_version_string",
+               "the version of the library this program runs with")
+    share_page("io_context_run io_context_run_one io_context_poll io_context_poll_one",
+               "runs a context's handlers on the calling thread")
+    share_page("io_context_stop io_context_stopped io_context_restart",
+               "stops a context, tells whether it is stopped, makes it runnable again")
+    share_page("io_context_work_started io_context_work_finished",
+               "counts work that keeps io_context_run() from returning")
+    share_page("io_descriptor_native_handle io_descriptor_is_open",
+               "a descriptor's fd, and whether it is open")
+    share_page("io_timer_expires_at io_timer_expires_after io_timer_expiry",
+               "sets and reads a timer's expiry")
     # The columns a SYNOPSIS line may take: man's 78-column line on an
     # 80-column terminal, less its 7-column indent.
     width = 71
@@ -41,6 +40,15 @@ BEGIN {
         failed = 1
         exit 1
     }
+}
+
+# share_page(FUNCTIONS, BRIEF): one page for FUNCTIONS, named after the
+# first, with BRIEF on its NAME line.
+function share_page(functions, brief_line,   first) {
+    first = functions
+    sub(/ .*/, "", first)
+    pages[first] = functions
+    group_brief[first] = brief_line
 }
 
 # --- reading Doxygen's page -------------------------------------------------
