@@ -16,6 +16,9 @@ IOCTX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # valgrind: the shutdown suite also runs under it (destroy must leak nothing).
 # curl: the file server example is tested with a real HTTP client.
 ensure_packages "${IOCTX_BUILD_PACKAGES[@]}" valgrind curl || { echo "error: could not install build dependencies" >&2; exit 1; }
+# doxygen and groff: the man pages are generated from the header and
+# rendered (the man_pages test).
+ensure_packages doxygen groff-base || { echo "error: could not install doxygen and groff" >&2; exit 1; }
 
 # Any report makes the process fail, so that ctest sees it.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:abort_on_error=0:exitcode=86}
