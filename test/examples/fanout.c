@@ -1899,6 +1899,8 @@ static void print_summary(struct fanout *f, const io_context_stats *st, double p
            writes, published != 0 ? (double)st->writev_calls / (double)published : 0.0);
     printf("%-26s would_block %" PRIu64 ", ops started %" PRIu64 ", completed %" PRIu64 "\n",
            "library stats", st->would_block, st->ops_started, st->ops_completed);
+    printf("%-26s (would_block: write calls the kernel refused for want of room; the\n"
+           "%-26s  workers then waited for the socket to drain instead of retrying)\n", "", "");
     printf("%-26s p50 %s, p99 %s, max %s\n", "publish-to-handler", p50, p99, max);
     print_watermark_summary(f);
     format_bytes(limit, sizeof(limit), f->unhandled_limit);
@@ -1934,6 +1936,9 @@ static void print_summary(struct fanout *f, const io_context_stats *st, double p
            "write errors", atomic_load(&f->err_timedout), atomic_load(&f->err_canceled),
            atomic_load(&f->err_badf),
            atomic_load(&f->err_pipe), atomic_load(&f->err_connreset), atomic_load(&f->err_other));
+    printf("%-26s (all expected: ETIMEDOUT and ECANCELED are the pending writes of the\n"
+           "%-26s  subscribers dropped on purpose, EPIPE and ECONNRESET those to the one\n"
+           "%-26s  that hung up, EBADF a write racing a drop; \"other\" must be 0)\n", "", "", "");
     printf("%-26s %llu (to subscribers already gone)\n", "writes skipped", atomic_load(&f->skipped));
 }
 
