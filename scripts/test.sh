@@ -109,6 +109,43 @@ if have_tool clang clang; then
         -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 fi
 
+# A minute of coverage-guided fuzzing of the whole API (test/fuzz/fuzz_api.c)
+# under ASan+UBSan, over a copy of the seed corpus, so that the one in the
+# repository stays as it is.  The library is built with libFuzzer's
+# coverage too (fuzzer-no-link): the fuzzer then steers by the library's
+# branches, not only the harness's.  An input that breaks a promise aborts,
+# and fails the run; libFuzzer leaves it in build/fuzz/ (crash-*).
+run_fuzzer() {
+    local seconds=$1 dir=$IOCTX_ROOT/build/fuzz work status
+    echo "==> configuring and building build/fuzz (clang, ASan+UBSan, libFuzzer)"
+    cmake --log-level=NOTICE -S "$IOCTX_ROOT" -B "$dir" -DCMAKE_C_COMPILER=clang \
+        -DIOCTX_WERROR=ON -DIOCTX_SANITIZE=address -DIOCTX_BUILD_BENCH=OFF \
+        -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link || return 1
+    cmake --build "$dir" --target fuzz_api -j "$(nproc)" -- --no-print-directory >/dev/null \
+        || cmake --build "$dir" --target fuzz_api -j 1 -- --no-print-directory || return 1
+    work=$(mktemp -d) || return 1
+    cp "$IOCTX_ROOT"/test/fuzz/corpus/* "$work/"
+    echo "==> fuzzing for $seconds s (log: $dir/fuzz.log)"
+    "$dir/test/fuzz/fuzz_api" -max_total_time="$seconds" -timeout=60 -print_final_stats=1 \
+        -artifact_prefix="$dir/" "$work" >"$dir/fuzz.log" 2>&1
+    status=$?
+    rm -rf "$work"
+    if [ "$status" -ne 0 ]; then
+        tail -n 40 "$dir/fuzz.log"
+        echo "==> the input that failed is in $dir/ (crash-*, or timeout-*)"
+    else
+        grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec)' \
+            "$dir/fuzz.log"
+    fi
+    return "$status"
+}
+if command -v clang >/dev/null; then
+    run_check fuzz_api run_fuzzer 60
+else
+    echo "==> skipping fuzz_api: clang is not installed (Debian: apt-get install clang)"
+    summary+=("fuzz_api: skipped, clang not installed")
+fi
+
 # Static analysis of the library's sources; .clang-tidy says which checks
 # and why.  clang-tidy reads the flags of the clang build when there is
 # one (gcc's flags are not all clang's).
