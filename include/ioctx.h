@@ -328,7 +328,10 @@ IOCTX_API bool   io_descriptor_is_open(const io_descriptor *d);
  * after one successful write of at least one byte (possibly fewer than
  * asked; with more than IOV_MAX buffers only the first IOV_MAX may be
  * written), or with an error and 0 bytes.  Operations on one descriptor
- * are performed, and their handlers run, in the order they were started.
+ * are performed, and their handlers run, in the order they were started;
+ * one cancelled while it waits (a cancel signal, cancel, close, the send
+ * timeout) is taken out at once and its handler may run before those of
+ * earlier operations.
  * Returns 0, EINVAL (also for buffers whose lengths add up to more than
  * SSIZE_MAX: no byte is written), ENOMEM, or EBUSY (cancel is attached to
  * another pending operation).  The handler runs on the descriptor's strand, on a

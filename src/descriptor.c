@@ -385,26 +385,29 @@ static void free_events(struct io_task_queue *events)
 static int top_up_events_locked(io_descriptor *d, size_t want, bool setting,
                                 struct io_task_queue *spare)
 {
-    size_t missing = io__watermarks_missing_nodes_locked(d, want, setting);
-    struct io_task_queue fresh = IO_TASK_QUEUE_INIT;
+    size_t missing;
 
-    if (missing == 0)
-        return 0;
-    pthread_mutex_unlock(&d->lock);
-    for (; missing > 0; missing--) {
-        struct io_watermark_event *e = io__alloc(sizeof(*e));
+    /* Counted again after each allocation: while d->lock was released a
+     * worker's events may have taken nodes from the pool. */
+    while ((missing = io__watermarks_missing_nodes_locked(d, want, setting)) > 0) {
+        struct io_task_queue fresh = IO_TASK_QUEUE_INIT;
 
-        if (e == NULL) {
-            free_events(&fresh);
-            pthread_mutex_lock(&d->lock);
-            return ENOMEM;
+        pthread_mutex_unlock(&d->lock);
+        for (; missing > 0; missing--) {
+            struct io_watermark_event *e = io__alloc(sizeof(*e));
+
+            if (e == NULL) {
+                free_events(&fresh);
+                pthread_mutex_lock(&d->lock);
+                return ENOMEM;
+            }
+            *e = (struct io_watermark_event){ .task = { NULL, &watermark_event_type }, .d = d };
+            io_task_queue_push(&fresh, &e->task);
         }
-        *e = (struct io_watermark_event){ .task = { NULL, &watermark_event_type }, .d = d };
-        io_task_queue_push(&fresh, &e->task);
+        pthread_mutex_lock(&d->lock);
+        io__watermarks_add_nodes_locked(d, &fresh);
+        io_task_queue_splice(spare, &fresh);
     }
-    pthread_mutex_lock(&d->lock);
-    io__watermarks_add_nodes_locked(d, &fresh);
-    io_task_queue_splice(spare, &fresh);
     return 0;
 }
 

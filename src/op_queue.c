@@ -119,7 +119,9 @@ static bool op_step(io_descriptor *d, struct io_task *prev, struct io_write_op *
         op->state = IO_OP_IN_CALL;
         return false;
     case OP_CALL_RETURNED:
-        if (io__write_op_is_finished(op))
+        /* Only at the head: a zero-byte op gathered behind one the call
+         * cut short must not end, and run its handler, before it. */
+        if (prev == NULL && io__write_op_is_finished(op))
             end(d, prev, op, 0, done);
         else if (cancel_wins(op))
             end(d, prev, op, op->error, done);
