@@ -203,11 +203,6 @@ int io_timer_async_wait(io_timer *t, io_wait_handler handler, void *arg,
     w = io__alloc(sizeof(*w));
     if (w == NULL)
         return ENOMEM;
-    /* The heap's room, taken now so that inserting cannot fail later. */
-    if (io__timer_queue_reserve(q, 1) != 0) {
-        io__free(w);
-        return ENOMEM;
-    }
     *w = (struct io_timer_wait){
         .task = { NULL, &completion_type },
         .timer = t,
@@ -217,6 +212,17 @@ int io_timer_async_wait(io_timer *t, io_wait_handler handler, void *arg,
     io__timer_entry_init(&w->entry, &entry_type);
 
     pthread_mutex_lock(&q->lock);
+    /* The heap's room, taken before anything else so that inserting cannot
+     * fail later: in the lock already when the array has it (one lock
+     * round trip per start), else reserved with the lock released. */
+    if (!io__timer_queue_try_reserve_locked(q)) {
+        pthread_mutex_unlock(&q->lock);
+        if (io__timer_queue_reserve(q, 1) != 0) {
+            io__free(w);
+            return ENOMEM;
+        }
+        pthread_mutex_lock(&q->lock);
+    }
     /* While the context shuts down, the workers watch no clock: the wait
      * is cancelled at once (still through the strand). */
     at_once = atomic_load(&t->ctx->shutting_down);

@@ -82,6 +82,16 @@ static inline void io__timer_entry_init(struct io_timer_entry *e,
 
 /* Promises room for n more entries; 0 or ENOMEM.  No lock held. */
 int io__timer_queue_reserve(struct io_timer_queue *q, size_t n);
+/* The same for one entry, with q->lock held: false when the array has
+ * no room left, and the caller must release the lock and reserve. */
+static inline bool io__timer_queue_try_reserve_locked(struct io_timer_queue *q)
+{
+    if (q->reserved >= q->capacity)
+        return false;
+    q->reserved++;
+    return true;
+}
+
 /* Takes back n promises.  No lock held. */
 void io__timer_queue_unreserve(struct io_timer_queue *q, size_t n);
 
