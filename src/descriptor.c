@@ -422,13 +422,20 @@ int io_descriptor_set_watermarks(io_descriptor *d, size_t low, size_t high,
 
     if (d == NULL || (handler != NULL && low >= high))
         return EINVAL;
-    if (handler != NULL && (fresh = io__alloc(sizeof(*fresh))) == NULL)
-        return ENOMEM;
     pthread_mutex_lock(&d->lock);
+    /* The state is allocated once, by the first call that sets marks,
+     * with d->lock released meanwhile. */
+    if (handler != NULL && d->watermarks == NULL) {
+        pthread_mutex_unlock(&d->lock);
+        fresh = io__alloc(sizeof(*fresh));
+        if (fresh == NULL)
+            return ENOMEM;
+        pthread_mutex_lock(&d->lock);
+    }
     if (atomic_load(&d->public_fd) < 0) {
         err = EBADF;
     } else if (d->watermarks != NULL || fresh != NULL) {
-        if (d->watermarks == NULL) {
+        if (d->watermarks == NULL && fresh != NULL) {
             *fresh = (struct io_watermarks){ .spare = IO_TASK_QUEUE_INIT };
             d->watermarks = fresh;
             fresh = NULL;
