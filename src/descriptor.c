@@ -106,6 +106,10 @@ int io_descriptor_create(io_context *ctx, int fd, io_strand *strand, io_descript
         .kind = kind_of(&st, fd),
     };
     atomic_init(&d->watch.urgent, false);
+    /* Only sockets, pipes and ttys honour O_NONBLOCK: a write to a file
+     * or a device may sleep in the kernel. */
+    atomic_init(&d->watch.may_block, d->kind == IO_FD_FILE || d->kind == IO_FD_CHAR
+                                         || d->kind == IO_FD_OTHER);
     atomic_init(&d->public_fd, fd);
     atomic_init(&d->queued_bytes, 0);
     atomic_init(&d->refs, 1);
@@ -346,6 +350,9 @@ int io_descriptor_async_sendfile(io_descriptor *d, int in_fd, uint64_t offset, s
         return ENOMEM;
     op->in_fd = in_fd;
     op->offset = offset;
+    /* Its turns read the file, which may wait for the disk; from now on
+     * the descriptor's turns count as ones that may block. */
+    atomic_store_explicit(&d->watch.may_block, true, memory_order_relaxed);
     return start_op(d, op, cancel);
 }
 

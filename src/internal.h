@@ -138,8 +138,16 @@ struct io_workers {
     pthread_cond_t cond;            /* idle workers wait here */
     struct io_task_queue ready;     /* lock: watches owed a turn */
     struct io_poller *poller;       /* lock, but io__poller_wake */
+    unsigned ready_count;           /* lock: watches on ready */
     unsigned idle;                  /* lock: workers in pthread_cond_wait */
+    /* lock: workers neither in pthread_cond_wait nor asleep in the
+     * poller, plus those signalled out of pthread_cond_wait (signalled)
+     * that have not yet run: each of them looks at ready before it
+     * sleeps again. */
+    unsigned awake;
+    unsigned signalled;
     bool polling;                   /* lock: a worker is inside the poller's wait */
+    bool poll_asleep;               /* lock: that wait may sleep (not only a look) */
     bool stopping;                  /* lock */
     struct io_spin_slot spin;       /* lock, except spin.pushes (spin.h) */
     /* The deadlines the workers watch; its own lock (timer_queue.h). */

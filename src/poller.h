@@ -40,6 +40,10 @@ struct io_watch {
     struct io_task link;        /* in the workers' ready queue or the poller's set */
     int fd;                     /* its owner changes it only while no worker holds it */
     atomic_bool urgent;         /* its owner waits for the workers to let go */
+    /* Set by its owner when a turn may block in the kernel (a regular
+     * file's writev, a sendfile that reads from disk): the worker in
+     * such a turn does not count as awake, so others take what comes. */
+    atomic_bool may_block;
     bool armed;                 /* the backend's, under the workers' lock */
     bool registered;            /* the backend's: the kernel knows the fd */
     /* A worker's turn on it, with no lock held; scratch holds IOV_MAX

@@ -11,7 +11,7 @@
  *   - a small pipe nobody reads: once it is full, the op at its head has
  *     written exactly what the pipe holds, whether or not the emit lands
  *     during the worker's last call (the outcome is the same);
- *   - a gated sendmsg (tu_gate_next_sendmsg): the worker stops inside the
+ *   - a gated sendmsg (tu_gate_next_write): the worker stops inside the
  *     wrapper of its sendmsg until the test has emitted.
  */
 #include <errno.h>
@@ -424,12 +424,12 @@ static void emit_during_sendmsg(struct gated_write *g, unsigned type, bool full)
     tu_latch_init(&g->handled, 1);
     tu_results_init(&g->r, 1);
     g->r.done = &g->handled;
-    tu_gate_next_sendmsg(g->io.fd, &g->gate);
+    tu_gate_next_write(g->io.fd, &g->gate);
     ck_assert_int_eq(tu_start_write(g->io.d, false, "abc", 3, &g->r, g->sig), 0);
     tu_runner_start(&g->runner, g->io.ctx, io_context_run, NULL);
 
     g->entered = tu_latch_wait_for(&g->gate.entered, TU_WAIT_S);
-    tu_ungate_sendmsg();
+    tu_ungate_write();
     if (g->entered)
         io_cancel_signal_emit(g->sig, type);
     tu_latch_count_down(&g->gate.released);

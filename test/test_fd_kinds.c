@@ -2,7 +2,8 @@
  * test_fd_kinds.c - which fds a descriptor takes and what it does to them
  * (create: open fds only, O_NONBLOCK set, the caller's number kept,
  * nothing leaked when memory runs out), and that every kind of fd a
- * program writes to gets every byte: a regular file, /dev/null, a pty.
+ * program writes to gets every byte: a regular file, /dev/null, a pty;
+ * and that a worker inside a file's write leaves sockets to the others.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -182,6 +183,62 @@ START_TEST(dev_null_takes_a_mebibyte)
     ck_assert_int_ge(fd, 0);
     write_and_run(fd, &iov, 1, size);
     free(data);
+}
+END_TEST
+
+/*
+ * A write to a regular file may sleep in the kernel (a slow disk): with
+ * two workers, the one inside it must not hold up a socket's write while
+ * the other sleeps.  The file's writev is held at a gate until the
+ * socket's handler has run; a library that left the socket to the busy
+ * worker would never run it, and the wait would time out.
+ */
+START_TEST(a_worker_inside_a_file_write_leaves_a_socket_to_another)
+{
+    char path[] = "/tmp/ioctx-test-XXXXXX";
+    io_context *ctx = tu_new_context(2);
+    struct tu_result file_written, sock_written;
+    struct tu_latch sock_done;
+    struct tu_call_gate gate;
+    struct tu_runner runner;
+    io_descriptor *file, *sock;
+    unsigned char byte;
+    int fd, sv[2];
+
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    file = tu_new_descriptor(ctx, fd, NULL);
+    sock = tu_new_descriptor(ctx, sv[0], NULL);
+    tu_results_init(&file_written, 1);
+    tu_results_init(&sock_written, 1);
+    tu_latch_init(&sock_done, 1);
+    sock_written.done = &sock_done;
+
+    io_context_work_started(ctx);
+    tu_runner_start(&runner, ctx, io_context_run, NULL);
+    tu_gate_next_write(fd, &gate);
+    ck_assert_int_eq(tu_write_all(file, "f", 1, &file_written), 0);
+    ck_assert(tu_latch_wait_for(&gate.entered, TU_WAIT_S));
+    ck_assert_int_eq(tu_write_all(sock, "s", 1, &sock_written), 0);
+    ck_assert_msg(tu_latch_wait_for(&sock_done, TU_WAIT_S),
+                  "the socket's write waited for the worker inside the file's");
+    tu_latch_count_down(&gate.released);
+    io_context_work_finished(ctx);
+    ck_assert_uint_eq(tu_runner_join(&runner), 2);
+
+    tu_assert_result(&sock_written, 0, 1);
+    tu_assert_result(&file_written, 0, 1);
+    tu_read_exactly(sv[1], &byte, 1);
+    ck_assert_int_eq(byte, 's');
+    ck_assert_int_eq(pread(fd, &byte, 1, 0), 1);
+    ck_assert_int_eq(byte, 'f');
+    io_descriptor_destroy(file);
+    io_descriptor_destroy(sock);
+    close(sv[1]);
+    tu_latch_destroy(&sock_done);
+    tu_destroy_context(ctx);
 }
 END_TEST
 
@@ -381,4 +438,5 @@ void tu_add_tests(Suite *s)
     tu_add_tcase(s, "kinds", TU_TESTS(message_sockets_keep_one_message_per_write,
                                       regular_file_gets_every_byte, dev_null_takes_a_mebibyte,
                                       pty_slave_writes_reach_the_master));
+    tu_add_tcase(s, "workers", TU_TESTS(a_worker_inside_a_file_write_leaves_a_socket_to_another));
 }

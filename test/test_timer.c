@@ -284,10 +284,10 @@ START_TEST(many_random_timers_fire_in_order)
     tu_stream_open(&io, TU_SOCKETPAIR, 1);
     strand = tu_new_strand(io.ctx);
     tu_results_init(&written, 1);
-    tu_gate_next_sendmsg(io.fd, &gate);
+    tu_gate_next_write(io.fd, &gate);
     ck_assert_int_eq(tu_write_all(io.d, "x", 1, &written), 0);
     ck_assert(tu_latch_wait_for(&gate.entered, TU_WAIT_S));
-    tu_ungate_sendmsg();
+    tu_ungate_write();
 
     recs_init(r, N);
     base = io_clock_now();

@@ -21,7 +21,7 @@ static atomic_int write_calls;            /* writev and sendmsg, any thread */
 static atomic_int app_thread_write_calls; /* those made on a test thread */
 
 static atomic_int gated_fd = -1;
-static struct tu_call_gate *_Atomic sendmsg_gate;
+static struct tu_call_gate *_Atomic write_gate;
 
 extern ssize_t __real_writev(int fd, const struct iovec *iov, int iovcnt);
 extern ssize_t __real_sendmsg(int fd, const struct msghdr *msg, int flags);
@@ -35,36 +35,42 @@ static void count_write_call(void)
         atomic_fetch_add(&app_thread_write_calls, 1);
 }
 
-ssize_t __wrap_writev(int fd, const struct iovec *iov, int iovcnt)
-{
-    count_write_call();
-    return __real_writev(fd, iov, iovcnt);
-}
-
-ssize_t __wrap_sendmsg(int fd, const struct msghdr *msg, int flags)
+/* Counts a write call on fd, and holds it at the gate if one is set. */
+static void before_write_call(int fd)
 {
     struct tu_call_gate *g;
 
     count_write_call();
     /* One call only: the gate is taken by the first that passes it. */
-    if (fd == atomic_load(&gated_fd) && (g = atomic_exchange(&sendmsg_gate, NULL)) != NULL) {
+    if (fd == atomic_load(&gated_fd) && (g = atomic_exchange(&write_gate, NULL)) != NULL) {
         tu_latch_count_down(&g->entered);
         tu_latch_wait(&g->released);
     }
+}
+
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    before_write_call(fd);
+    return __real_writev(fd, iov, iovcnt);
+}
+
+ssize_t __wrap_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    before_write_call(fd);
     return __real_sendmsg(fd, msg, flags);
 }
 
-void tu_gate_next_sendmsg(int fd, struct tu_call_gate *g)
+void tu_gate_next_write(int fd, struct tu_call_gate *g)
 {
     tu_latch_init(&g->entered, 1);
     tu_latch_init(&g->released, 1);
     atomic_store(&gated_fd, fd);
-    atomic_store(&sendmsg_gate, g);
+    atomic_store(&write_gate, g);
 }
 
-void tu_ungate_sendmsg(void)
+void tu_ungate_write(void)
 {
-    atomic_store(&sendmsg_gate, NULL);
+    atomic_store(&write_gate, NULL);
 }
 
 int tu_write_calls(void)

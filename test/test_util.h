@@ -101,17 +101,18 @@ void tu_latch_wait(struct tu_latch *l);
 bool tu_latch_wait_for(struct tu_latch *l, unsigned seconds);
 void tu_latch_destroy(struct tu_latch *l);
 
-/* Holds the next sendmsg on fd inside the wrapper, before the real call:
- * the calling worker counts down entered, then waits for released.  So a
- * test knows the worker is inside the system call, and can act then. */
+/* Holds the next writev or sendmsg on fd inside the wrapper, before the
+ * real call: the calling worker counts down entered, then waits for
+ * released.  So a test knows the worker is inside the system call, and
+ * can act then. */
 struct tu_call_gate {
     struct tu_latch entered;
     struct tu_latch released;
 };
 
-void tu_gate_next_sendmsg(int fd, struct tu_call_gate *g);
-/* Takes the gate away if no sendmsg has passed it yet. */
-void tu_ungate_sendmsg(void);
+void tu_gate_next_write(int fd, struct tu_call_gate *g);
+/* Takes the gate away if no call has passed it yet. */
+void tu_ungate_write(void);
 
 /* ------------------------------------------------------------------ */
 /* other threads' state, from /proc                                    */
