@@ -67,18 +67,21 @@ static void stop_locked(io_context *ctx)
         pthread_cond_broadcast(&ctx->ready_cond);
 }
 
-/* Called with ctx->lock held. */
-static void wake_one_locked(io_context *ctx)
+/* Whether a run thread waits for the task just queued: if so the caller
+ * signals ready_cond once it has unlocked (wake_runners), since a thread
+ * woken while the lock is still held would only wake to wait for it: two
+ * more futex calls and a context switch.  Called with ctx->lock held. */
+static bool runner_waits_locked(const io_context *ctx)
 {
-    if (ctx->idle_runners > 0)
-        pthread_cond_signal(&ctx->ready_cond);
+    return ctx->idle_runners > 0;
 }
 
-/* Called with ctx->lock held. */
-static void push_ready_locked(io_context *ctx, struct io_task *t)
+/* Called with no lock held.  A signal that finds no thread waiting any
+ * more (one took the task meanwhile) costs nothing. */
+static void wake_runners(io_context *ctx, size_t n)
 {
-    io_task_queue_push(&ctx->ready, t);
-    wake_one_locked(ctx);
+    for (; n > 0; n--)
+        pthread_cond_signal(&ctx->ready_cond);
 }
 
 /* Drops n units of work; the one that reaches zero stops the context, as
@@ -91,21 +94,23 @@ static void finish_work_locked(io_context *ctx, size_t n)
 
 /*
  * Hands back what the runner owes the context.  Called with ctx->lock
- * held; leaves in r->spent the nodes the cache has no room for.  A thread
+ * held; leaves in r->spent the nodes the cache has no room for, and
+ * returns whether a run thread must be woken (wake_runners) for the
+ * strand it requeued.  A thread
  * about to take the next task itself requeues its strand without waking
  * anyone: most often it takes that strand straight back, and a wake-up
  * would only make the strand hop threads (run_tasks passes the baton when
  * it takes something else).
  */
-static void settle_locked(struct runner *r, bool taking_next)
+static bool settle_locked(struct runner *r, bool taking_next)
 {
     io_context *ctx = r->ctx;
+    bool wake = false;
 
     io_node_cache_refill(&ctx->spare_nodes, &r->spent);
     if (r->requeue != NULL) {
         io_task_queue_push(&ctx->ready, r->requeue);
-        if (!taking_next)
-            wake_one_locked(ctx);
+        wake = !taking_next && runner_waits_locked(ctx);
         r->requeue = NULL;
     }
     if (r->handlers_run > 0) {
@@ -115,6 +120,7 @@ static void settle_locked(struct runner *r, bool taking_next)
     }
     finish_work_locked(ctx, r->work_done);
     r->work_done = 0;
+    return wake;
 }
 
 /* Takes the next ready task, waiting for one if block is set.  Returns NULL
@@ -171,27 +177,29 @@ static size_t run_tasks(struct runner *r, size_t budget, bool block)
     struct running_frame frame = { ctx, running_frames };
     size_t ran = 0, n;
     struct io_task *t;
+    bool wake;
 
     running_frames = &frame;
     pthread_mutex_lock(&ctx->lock);
     while (ran < budget) {
         struct io_task *requeued = r->requeue;
 
-        settle_locked(r, true);
+        (void)settle_locked(r, true);   /* taking the next: never wakes */
         t = next_task_locked(r, block);
         if (t == NULL)
             break;
-        if (requeued != NULL && t != requeued)
-            wake_one_locked(ctx);
+        wake = requeued != NULL && t != requeued && runner_waits_locked(ctx);
         pthread_mutex_unlock(&ctx->lock);
+        wake_runners(ctx, wake);
         io__handler_nodes_free(&r->spent);
         n = run_task(r, t, budget - ran);
         r->handlers_run += n;
         ran += n;
         pthread_mutex_lock(&ctx->lock);
     }
-    settle_locked(r, false);
+    wake = settle_locked(r, false);
     pthread_mutex_unlock(&ctx->lock);
+    wake_runners(ctx, wake);
     io__handler_nodes_free(&r->spent);
     running_frames = frame.outer;
     return ran;
@@ -365,6 +373,7 @@ void io_context_work_finished(io_context *ctx)
 int io_context_post(io_context *ctx, io_handler fn, void *arg)
 {
     struct io_handler_node *node;
+    bool wake;
 
     if (ctx == NULL || fn == NULL)
         return EINVAL;
@@ -373,8 +382,10 @@ int io_context_post(io_context *ctx, io_handler fn, void *arg)
     if (node == NULL)
         return ENOMEM;
     io__context_add_work(ctx, 1);
-    push_ready_locked(ctx, &node->task);
+    io_task_queue_push(&ctx->ready, &node->task);
+    wake = runner_waits_locked(ctx);
     pthread_mutex_unlock(&ctx->lock);
+    wake_runners(ctx, wake);
     return 0;
 }
 
@@ -458,22 +469,26 @@ void io__context_flush_pushes(void)
         return;
     pthread_mutex_lock(&ctx->lock);
     io_task_queue_splice(&ctx->ready, &deferred.tasks);
-    for (wakeups = deferred.count; wakeups > 0 && ctx->idle_runners > 0; wakeups--)
-        pthread_cond_signal(&ctx->ready_cond);
+    wakeups = deferred.count < ctx->idle_runners ? deferred.count : ctx->idle_runners;
     pthread_mutex_unlock(&ctx->lock);
+    wake_runners(ctx, wakeups);
     deferred.count = 0;
 }
 
 void io__context_push_ready(io_context *ctx, struct io_task *t)
 {
+    bool wake;
+
     if (deferred.ctx == ctx) {
         io_task_queue_push(&deferred.tasks, t);
         deferred.count++;
         return;
     }
     pthread_mutex_lock(&ctx->lock);
-    push_ready_locked(ctx, t);
+    io_task_queue_push(&ctx->ready, t);
+    wake = runner_waits_locked(ctx);
     pthread_mutex_unlock(&ctx->lock);
+    wake_runners(ctx, wake);
 }
 
 bool io__context_is_stopped(io_context *ctx)
