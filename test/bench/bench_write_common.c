@@ -263,17 +263,21 @@ static struct bw_msg *take_buffer(struct bw_producer *p)
     return m;
 }
 
+/* Signals after unlocking: a producer woken while the lock is still held
+ * would wake only to wait for the lock (two more futex calls and a context
+ * switch per message at W = 1, for every library alike). */
 static void give_back(struct bw_msg *m)
 {
     struct bw_producer *p = m->owner;
+    bool wake;
 
     pthread_mutex_lock(&p->lock);
     p->free[p->nfree++] = m;
-    if (p->waiting) {
-        p->waiting = false;
-        pthread_cond_signal(&p->freed);
-    }
+    wake = p->waiting;
+    p->waiting = false;
     pthread_mutex_unlock(&p->lock);
+    if (wake)
+        pthread_cond_signal(&p->freed);
 }
 
 /* Messages of producer p on connection c: i in [0, M) with
