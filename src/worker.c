@@ -96,8 +96,6 @@ static int64_t sleep_ns_locked(struct io_workers *w)
     return earliest - now > INT64_MAX ? INT64_MAX : (int64_t)(earliest - now);
 }
 
-/* The leader's wait (sleep: until the earliest timer; else only looks).
- * Called with w->lock held; returns with it held. */
 /* Whether the ready watches are more than the workers awake (or about to
  * be) clear soon.  Called with w->lock held. */
 static bool backlog_locked(const struct io_workers *w)
@@ -129,6 +127,8 @@ static bool wake_for_ready_locked(struct io_workers *w)
     return w->polling && w->poll_asleep;
 }
 
+/* The leader's wait (sleep: until the earliest timer; else only looks).
+ * Called with w->lock held; returns with it held. */
 static void poll_locked(struct io_workers *w, bool sleep)
 {
     size_t woken;
