@@ -49,7 +49,8 @@
 #                (and the file sent once to each client, not 4 times): a fast check
 #     --runs N   runs of each program per scenario (default 5)
 #     --pipes    pipes instead of socketpairs in the write benchmark
-#     --workers  ioctx's worker threads (default 1)
+#     --workers  ioctx's worker threads (default 2: one per core of a 2-core machine,
+#                as many as the run threads; the second joins only under a backlog)
 #     --only S   just one section: write, strand, timer or sendfile
 set -euo pipefail
 
@@ -63,7 +64,7 @@ usage() {
 runs=""
 quick=0
 only_section=""
-workers=1
+workers=2
 pipes=()
 while [ $# -gt 0 ]; do
     case $1 in

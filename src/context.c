@@ -96,11 +96,10 @@ static void finish_work_locked(io_context *ctx, size_t n)
  * Hands back what the runner owes the context.  Called with ctx->lock
  * held; leaves in r->spent the nodes the cache has no room for, and
  * returns whether a run thread must be woken (wake_runners) for the
- * strand it requeued.  A thread
- * about to take the next task itself requeues its strand without waking
- * anyone: most often it takes that strand straight back, and a wake-up
- * would only make the strand hop threads (run_tasks passes the baton when
- * it takes something else).
+ * strand it requeued.  A thread about to take the next task itself
+ * requeues its strand without waking anyone: most often it takes that
+ * strand straight back, and a wake-up would only make the strand hop
+ * threads (run_tasks passes the baton when it takes something else).
  */
 static bool settle_locked(struct runner *r, bool taking_next)
 {
