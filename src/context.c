@@ -68,7 +68,7 @@ static void stop_locked(io_context *ctx)
 }
 
 /* Whether a run thread waits for the task just queued: if so the caller
- * signals ready_cond once it has unlocked (wake_runners), since a thread
+ * signals ready_cond once it has unlocked (wake_runner), since a thread
  * woken while the lock is still held would only wake to wait for it: two
  * more futex calls and a context switch.  Called with ctx->lock held. */
 static bool runner_waits_locked(const io_context *ctx)
@@ -76,11 +76,12 @@ static bool runner_waits_locked(const io_context *ctx)
     return ctx->idle_runners > 0;
 }
 
-/* Called with no lock held.  A signal that finds no thread waiting any
- * more (one took the task meanwhile) costs nothing. */
-static void wake_runners(io_context *ctx, size_t n)
+/* Wakes one run thread if wake is set.  Called with no lock held.  A
+ * signal that finds no thread waiting any more (one took the task
+ * meanwhile) costs nothing. */
+static void wake_runner(io_context *ctx, bool wake)
 {
-    for (; n > 0; n--)
+    if (wake)
         pthread_cond_signal(&ctx->ready_cond);
 }
 
@@ -95,11 +96,11 @@ static void finish_work_locked(io_context *ctx, size_t n)
 /*
  * Hands back what the runner owes the context.  Called with ctx->lock
  * held; leaves in r->spent the nodes the cache has no room for, and
- * returns whether a run thread must be woken (wake_runners) for the
+ * returns whether a run thread must be woken (wake_runner) for the
  * strand it requeued.  A thread about to take the next task itself
  * requeues its strand without waking anyone: most often it takes that
  * strand straight back, and a wake-up would only make the strand hop
- * threads (run_tasks passes the baton when it takes something else).
+ * threads (run_tasks wakes another when it leaves tasks on the queue).
  */
 static bool settle_locked(struct runner *r, bool taking_next)
 {
@@ -181,15 +182,16 @@ static size_t run_tasks(struct runner *r, size_t budget, bool block)
     running_frames = &frame;
     pthread_mutex_lock(&ctx->lock);
     while (ran < budget) {
-        struct io_task *requeued = r->requeue;
 
         (void)settle_locked(r, true);   /* taking the next: never wakes */
         t = next_task_locked(r, block);
         if (t == NULL)
             break;
-        wake = requeued != NULL && t != requeued && runner_waits_locked(ctx);
+        /* More left: one more thread, which will do the same (so a
+         * batch wakes threads one at a time, as they are needed). */
+        wake = !io_task_queue_is_empty(&ctx->ready) && runner_waits_locked(ctx);
         pthread_mutex_unlock(&ctx->lock);
-        wake_runners(ctx, wake);
+        wake_runner(ctx, wake);
         io__handler_nodes_free(&r->spent);
         n = run_task(r, t, budget - ran);
         r->handlers_run += n;
@@ -198,7 +200,7 @@ static size_t run_tasks(struct runner *r, size_t budget, bool block)
     }
     wake = settle_locked(r, false);
     pthread_mutex_unlock(&ctx->lock);
-    wake_runners(ctx, wake);
+    wake_runner(ctx, wake);
     io__handler_nodes_free(&r->spent);
     running_frames = frame.outer;
     return ran;
@@ -384,7 +386,7 @@ int io_context_post(io_context *ctx, io_handler fn, void *arg)
     io_task_queue_push(&ctx->ready, &node->task);
     wake = runner_waits_locked(ctx);
     pthread_mutex_unlock(&ctx->lock);
-    wake_runners(ctx, wake);
+    wake_runner(ctx, wake);
     return 0;
 }
 
@@ -441,14 +443,17 @@ void io__context_forget(io_context *ctx, struct io_member *m)
 /*
  * Tasks a worker made ready during its last turns, not yet on ctx->ready:
  * a worker writing many descriptors in a row pushes their strands in one
- * step (one lock, at most one wake-up per idle run thread) instead of one
- * lock and often one futex wake-up per turn.  Only the worker's thread
+ * step (one lock, one wake-up if a run thread waits) instead of one lock
+ * and often one futex wake-up per turn.  The run thread woken wakes
+ * another only if it leaves tasks on the queue, and so on, as Asio's
+ * scheduler does: waking one per task at once cost wake-ups of threads
+ * that then found the queue empty (4,096 connections, 2 run threads: 15%
+ * more messages a second on 13% less CPU).  Only the worker's thread
  * touches it.
  */
 static _Thread_local struct {
     io_context *ctx;            /* non-NULL: this thread defers, for ctx */
     struct io_task_queue tasks;
-    size_t count;
 } deferred;
 
 void io__context_defer_pushes(io_context *ctx)
@@ -462,16 +467,15 @@ void io__context_defer_pushes(io_context *ctx)
 void io__context_flush_pushes(void)
 {
     io_context *ctx = deferred.ctx;
-    size_t wakeups;
+    bool wake;
 
-    if (ctx == NULL || deferred.count == 0)
+    if (ctx == NULL || io_task_queue_is_empty(&deferred.tasks))
         return;
     pthread_mutex_lock(&ctx->lock);
     io_task_queue_splice(&ctx->ready, &deferred.tasks);
-    wakeups = deferred.count < ctx->idle_runners ? deferred.count : ctx->idle_runners;
+    wake = runner_waits_locked(ctx);
     pthread_mutex_unlock(&ctx->lock);
-    wake_runners(ctx, wakeups);
-    deferred.count = 0;
+    wake_runner(ctx, wake);
 }
 
 void io__context_push_ready(io_context *ctx, struct io_task *t)
@@ -480,14 +484,13 @@ void io__context_push_ready(io_context *ctx, struct io_task *t)
 
     if (deferred.ctx == ctx) {
         io_task_queue_push(&deferred.tasks, t);
-        deferred.count++;
         return;
     }
     pthread_mutex_lock(&ctx->lock);
     io_task_queue_push(&ctx->ready, t);
     wake = runner_waits_locked(ctx);
     pthread_mutex_unlock(&ctx->lock);
-    wake_runners(ctx, wake);
+    wake_runner(ctx, wake);
 }
 
 bool io__context_is_stopped(io_context *ctx)

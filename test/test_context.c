@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -464,6 +465,73 @@ START_TEST(run_waits_for_running_handlers_before_returning)
 END_TEST
 
 #define MANY_THREADS 4
+/* A handler that waits, up to TU_WAIT_S, until the other one has begun:
+ * it returns only if both run at the same time. */
+struct meeting {
+    struct tu_latch arrived;
+    atomic_int met;
+};
+
+static void meet(void *arg, int error, size_t bytes)
+{
+    struct meeting *m = arg;
+
+    (void)error;
+    (void)bytes;
+    tu_latch_count_down(&m->arrived);
+    if (tu_latch_wait_for(&m->arrived, TU_WAIT_S))
+        atomic_fetch_add(&m->met, 1);
+}
+
+/*
+ * Completions that a worker hands over together (its turns on three
+ * descriptors, the one worker held in the first one's sendmsg meanwhile)
+ * are spread over the idle run threads: the two handlers that wait for
+ * each other both run.  Waking one thread for the whole batch, with no
+ * other woken while work is left on the queue, would leave the second
+ * handler queued behind the first.
+ */
+START_TEST(a_batch_of_completions_wakes_the_run_threads_it_needs)
+{
+    io_context *ctx = tu_new_context(1);
+    struct meeting m = { .met = 0 };
+    struct tu_call_gate gate;
+    struct tu_runner runners[2];
+    struct tu_result held;
+    io_descriptor *d[3];
+    int sv[3][2];
+
+    tu_latch_init(&m.arrived, 2);
+    tu_results_init(&held, 1);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), 0);
+        d[i] = tu_new_descriptor(ctx, sv[i][0], NULL);
+    }
+    io_context_work_started(ctx);
+    tu_runners_start(runners, 2, ctx);
+    tu_gate_next_write(sv[0][0], &gate);
+    ck_assert_int_eq(tu_write_all(d[0], "h", 1, &held), 0);
+    ck_assert(tu_latch_wait_for(&gate.entered, TU_WAIT_S));
+    for (int i = 1; i < 3; i++) {
+        struct iovec iov = io_buffer("m", 1);
+
+        ck_assert_int_eq(io_descriptor_async_write(d[i], &iov, 1, meet, &m, NULL), 0);
+    }
+    tu_latch_count_down(&gate.released);
+    io_context_work_finished(ctx);
+    ck_assert_uint_eq(tu_runners_join(runners, 2), 3);
+
+    ck_assert_int_eq(tu_int(&m.met), 2);
+    tu_assert_result(&held, 0, 1);
+    for (int i = 0; i < 3; i++) {
+        io_descriptor_destroy(d[i]);
+        close(sv[i][1]);
+    }
+    tu_latch_destroy(&m.arrived);
+    tu_destroy_context(ctx);
+}
+END_TEST
+
 #define POSTS_PER_THREAD 50000
 
 /* Concurrent posts from 4 threads, drained by 4 run
@@ -761,7 +829,8 @@ void tu_add_tests(Suite *s)
                                               work_started_keeps_run_alive_until_work_finished));
     tu_add_tcase(s, "concurrency", TU_TESTS(concurrent_posts_and_runs_run_each_handler_once,
                                             get_stats_is_safe_while_running,
-                                            idle_workers_wait_in_poll));
+                                            idle_workers_wait_in_poll,
+                                            a_batch_of_completions_wakes_the_run_threads_it_needs));
     tu_add_tcase(s, "shutdown", TU_TESTS(destroy_runs_queued_handlers_and_what_they_post,
                                          destroy_ignores_stop_from_its_handlers));
 }
