@@ -153,7 +153,10 @@ IOCTX_API const char *io_version_string(void);
 
 /*
  * Creates a context and starts its worker threads (opts may be NULL: one
- * worker).  Returns 0 and sets *out, or EINVAL (out is NULL), ENOMEM, or
+ * worker).  One worker gathers best at light load; with many busy
+ * descriptors, one per core keeps up (a second worker is woken only when
+ * descriptors queue up for a turn, so more workers cost little when few
+ * write).  Returns 0 and sets *out, or EINVAL (out is NULL), ENOMEM, or
  * the errno of a failed thread or wake-up fd creation; nothing is leaked
  * on failure.  Thread-safe.  Asio: constructing an io_context (whose run
  * threads also do the I/O; here only the workers write).
