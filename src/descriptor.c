@@ -504,14 +504,14 @@ static const struct io_task_type watermark_event_type = { run_watermark_event,
 
 static const struct io_task_type send_timeout_fire_type;
 
-/* Allocates what a send timeout needs, once: its state and its room in
- * the timer queue's heap, held until d is freed. */
 static void free_send_timeout(io_descriptor *d, struct io_send_timeout *st)
 {
     io__timer_queue_unreserve(&io__descriptor_ctx(d)->workers.timers, 1);
     io__free(st);
 }
 
+/* Allocates what a send timeout needs, once: its state and its room in
+ * the timer queue's heap, held until d is freed. */
 static struct io_send_timeout *new_send_timeout(io_descriptor *d)
 {
     struct io_send_timeout *st = io__alloc(sizeof(*st));

@@ -44,8 +44,8 @@ static struct io_write_op *alloc_op(size_t count)
     return op;
 }
 
-/* Copies the array, not the data: the caller keeps the buffers valid until
- * the handler runs, as in Asio.  op has room for count buffers. */
+/* The bytes of count buffers, in *total; false when they could not be
+ * real memory (the array or the sum too large for the op to hold). */
 bool io__iovs_total(const struct iovec *bufs, size_t count, size_t *total)
 {
     size_t sum = 0;
@@ -64,6 +64,8 @@ bool io__iovs_total(const struct iovec *bufs, size_t count, size_t *total)
     return true;
 }
 
+/* Copies the array, not the data: the caller keeps the buffers valid until
+ * the handler runs, as in Asio.  op has room for count buffers. */
 /* NOLINTNEXTLINE(bugprone-easily-swappable-parameters): count buffers, total bytes */
 void io__write_op_init(struct io_write_op *op, const struct iovec *bufs, size_t count,
                        size_t total, enum io_op_kind kind, io_write_handler handler, void *arg)

@@ -72,6 +72,18 @@ static void log_init(struct event_log *log)
     atomic_init(&log->count, 0);
 }
 
+/* A full socket with marks 1 and 2 (handler h) and a 10-byte write
+ * queued: "above" is outstanding, the write waits for a reader. */
+static void open_above(struct tu_stream *io, struct event_log *log, struct mark_handler *h,
+                       struct logged_write *w)
+{
+    log_init(log);
+    tu_stream_open(io, TU_SMALL_SOCKETPAIR, 1);
+    tu_fill_socket(io->fd);
+    ck_assert_int_eq(io_descriptor_set_watermarks(io->d, 1, 2, on_mark, h), 0);
+    ck_assert_int_eq(start_logged(io->d, "0123456789", 10, w), 0);
+}
+
 /* The log is exactly want[0..n-1]. */
 static void assert_log(const struct event_log *log, const int *want, int n)
 {
@@ -162,11 +174,7 @@ START_TEST(below_follows_cancel_close_release_and_destroy)
         struct tu_stream io;
         const int want[] = { -1, 0, -2 };
 
-        log_init(&log);
-        tu_stream_open(&io, TU_SMALL_SOCKETPAIR, 1);
-        tu_fill_socket(io.fd);
-        ck_assert_int_eq(io_descriptor_set_watermarks(io.d, 1, 2, on_mark, &h), 0);
-        ck_assert_int_eq(start_logged(io.d, "0123456789", 10, &w), 0);
+        open_above(&io, &log, &h, &w);
         if (how == 0) {
             ck_assert_int_eq(io_descriptor_cancel(io.d), 0);
         } else if (how == 1) {
@@ -198,11 +206,7 @@ START_TEST(below_follows_context_destroy)
     struct tu_stream io;
     const int want[] = { -1, 0, -2 };
 
-    log_init(&log);
-    tu_stream_open(&io, TU_SMALL_SOCKETPAIR, 1);
-    tu_fill_socket(io.fd);
-    ck_assert_int_eq(io_descriptor_set_watermarks(io.d, 1, 2, on_mark, &h), 0);
-    ck_assert_int_eq(start_logged(io.d, "0123456789", 10, &w), 0);
+    open_above(&io, &log, &h, &w);
     tu_inside_run = true;
     tu_stream_close(&io);
     tu_inside_run = false;
@@ -221,11 +225,7 @@ START_TEST(setting_or_removing_marks_while_above)
     struct tu_stream io;
     const int want[] = { -1, -2, -1, -2, 0 };
 
-    log_init(&log);
-    tu_stream_open(&io, TU_SMALL_SOCKETPAIR, 1);
-    tu_fill_socket(io.fd);
-    ck_assert_int_eq(io_descriptor_set_watermarks(io.d, 1, 2, on_mark, &a), 0);
-    ck_assert_int_eq(start_logged(io.d, "0123456789", 10, &w), 0);
+    open_above(&io, &log, &a, &w);
     ck_assert_int_eq(io_descriptor_set_watermarks(io.d, 3, 5, on_mark, &b), 0);
     ck_assert_int_eq(io_descriptor_set_watermarks(io.d, 0, 0, NULL, NULL), 0);
     ck_assert_int_eq(io_descriptor_cancel(io.d), 0);
