@@ -616,9 +616,10 @@ pending_table() {
 timer_table() {
     local file=$1
     shift
-    echo "    lateness: handler's clock minus the expiry, in us; ratios: ioctx's over the peer's (below 1:"
-    echo "    ioctx is more punctual)"
-    pending_table "$file" lateness "5:p50 us:1,6:p99 us:1,7:max us:1" "5:p50 ratio,6:p99 ratio" "$@"
+    echo "    lateness: handler's clock minus the expiry, in us; process CPU us per wait; ratios: ioctx's"
+    echo "    over the peer's (below 1: ioctx is more punctual, or cheaper)"
+    pending_table "$file" lateness "5:p50 us:1,6:p99 us:1,7:max us:1,8:CPU us:1" \
+        "5:p50 ratio,6:p99 ratio,8:CPU ratio" "$@"
     echo "    start + cancel: wall ns per start until every handler has run, process CPU ns per start;"
     echo "    ratios: ioctx's over the peer's (below 1: ioctx is cheaper)"
     pending_table "$file" cancel "6:ns/start:0,7:CPU ns:0" "6:ioctx/peer,7:CPU ratio" "$@"

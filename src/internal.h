@@ -149,6 +149,8 @@ struct io_workers {
     bool polling;                   /* lock: a worker is inside the poller's wait */
     bool poll_asleep;               /* lock: that wait may sleep (not only a look) */
     bool stopping;                  /* lock */
+    uint64_t timer_late_ns;         /* lock: how late timed sleeps end, lately */
+    uint64_t timer_margin_ns;       /* lock: how early the last one was to end */
     struct io_spin_slot spin;       /* lock, except spin.pushes (spin.h) */
     /* The deadlines the workers watch; its own lock (timer_queue.h). */
     struct io_timer_queue timers;

@@ -26,6 +26,10 @@
  *   skips at most one wake-up.  struct io_spinner belongs to one worker,
  *   on its stack; nobody else touches it.
  *
+ * The leader also watches this way, with no backoff, in the last
+ * microseconds before a timer falls due (worker.c): a sleep would end
+ * late by the same wake-up latency.
+ *
  * The watcher always looks at the queue again under the lock after its
  * watch, so a push that it did not see in time is never lost: it was made
  * under the lock, before the watcher took the lock back.
@@ -74,6 +78,18 @@ static inline bool io_spin_slot_pushed(struct io_spin_slot *s)
     return true;
 }
 
+/* io_spin_begin for a watch that does not depend on the past ones (a
+ * watch until a known moment): no skip, and io_spin_stop ends it. */
+static inline bool io_spin_begin_unconditionally(struct io_spin_slot *s, struct io_spinner *me)
+{
+    if (s->active)
+        return false;
+    s->active = true;
+    s->claimed = false;
+    me->seen = atomic_load_explicit(&s->pushes, memory_order_relaxed);
+    return true;
+}
+
 /* Whether this thread should watch now; if so it is the slot's spinner
  * until io_spin_end().  Called under the lock. */
 static inline bool io_spin_begin(struct io_spin_slot *s, struct io_spinner *me)
@@ -84,10 +100,7 @@ static inline bool io_spin_begin(struct io_spin_slot *s, struct io_spinner *me)
         me->skip--;
         return false;
     }
-    s->active = true;
-    s->claimed = false;
-    me->seen = atomic_load_explicit(&s->pushes, memory_order_relaxed);
-    return true;
+    return io_spin_begin_unconditionally(s, me);
 }
 
 static inline uint64_t io_spin_now_ns(void)
@@ -98,19 +111,38 @@ static inline uint64_t io_spin_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* io_spin_watch until deadline (io_spin_now_ns's clock) instead. */
+static inline void io_spin_watch_until(struct io_spin_slot *s, const struct io_spinner *me,
+                                       uint64_t deadline)
+{
+    while (atomic_load_explicit(&s->pushes, memory_order_acquire) == me->seen) {
+        if (io_spin_now_ns() >= deadline)
+            return;
+        sched_yield();
+    }
+}
+
 /* The watch itself, with no lock held: until a push or IO_SPIN_NS.  A
  * stopping context needs no check here: the watch is over within
  * IO_SPIN_NS, and the worker then sees w->stopping under the lock.
  * sched_yield lets any thread waiting for this CPU run. */
 static inline void io_spin_watch(struct io_spin_slot *s, const struct io_spinner *me)
 {
-    uint64_t deadline = io_spin_now_ns() + IO_SPIN_NS;
+    io_spin_watch_until(s, me, io_spin_now_ns() + IO_SPIN_NS);
+}
 
-    while (atomic_load_explicit(&s->pushes, memory_order_acquire) == me->seen) {
-        if (io_spin_now_ns() >= deadline)
-            return;
-        sched_yield();
-    }
+/* Cuts a watch in progress short: the watcher returns at once.  Called
+ * under the lock. */
+static inline void io_spin_poke(struct io_spin_slot *s)
+{
+    if (s->active)
+        atomic_fetch_add_explicit(&s->pushes, 1, memory_order_release);
+}
+
+/* Ends an io_spin_begin_unconditionally watch.  Called under the lock. */
+static inline void io_spin_stop(struct io_spin_slot *s)
+{
+    s->active = false;
 }
 
 /* Ends the watch and learns from it.  Called under the lock. */

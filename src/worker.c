@@ -66,6 +66,16 @@
  * is woken to help. */
 #define IO_READY_PER_AWAKE_WORKER 32
 
+/* The leader ends a sleep before a timer by as much as its sleeps have
+ * lately overslept (the scheduler's wake-up latency, tens of
+ * microseconds on a virtual machine), and watches for work until the
+ * timer is due: the handler then runs on time instead of that much late.
+ * At most this much early, and at most one IO_TIMER_WATCH_SHARE-th of
+ * the time to the timer, so that the watches take at most that share of
+ * a core whatever the timers are. */
+#define IO_TIMER_EARLY_MAX_NS 150000
+#define IO_TIMER_WATCH_SHARE 8
+
 static struct io_watch *watch_of(struct io_task *t)
 {
     return io_container_of(t, struct io_watch, link);
@@ -80,20 +90,51 @@ static bool timers_due(struct io_workers *w)
     return earliest != UINT64_MAX && io__clock_now() >= earliest;
 }
 
-/* How long the leader may sleep: until the earliest timer entry, or
- * without limit (-1) when none is pending.  Read after w->polling is set,
- * so that an earlier entry inserted from now on wakes the wait
- * (io__workers_timers_changed). */
-static int64_t sleep_ns_locked(struct io_workers *w)
+/* How long the leader may sleep: until the earliest timer entry, less
+ * the margin it then watches for (w->timer_margin_ns), or without limit
+ * (-1) when none is pending.  Read after w->polling is set, so that an
+ * earlier entry inserted from now on wakes the wait
+ * (io__workers_timers_changed).  *wake_at: when the sleep is to end (0:
+ * no timeout). */
+static int64_t sleep_ns_locked(struct io_workers *w, uint64_t *wake_at)
 {
-    uint64_t earliest = io__timer_queue_earliest(&w->timers), now;
+    uint64_t earliest = io__timer_queue_earliest(&w->timers), now, margin;
 
+    *wake_at = 0;
     if (earliest == UINT64_MAX)
         return -1;
     now = io__clock_now();
     if (earliest <= now)
         return 0;
-    return earliest - now > INT64_MAX ? INT64_MAX : (int64_t)(earliest - now);
+    margin = (earliest - now) / IO_TIMER_WATCH_SHARE;
+    w->timer_margin_ns = margin < w->timer_late_ns ? margin : w->timer_late_ns;
+    *wake_at = earliest - w->timer_margin_ns;
+    return *wake_at - now > INT64_MAX ? INT64_MAX : (int64_t)(*wake_at - now);
+}
+
+/* Learns how late a timed sleep ends: quick to follow a longer lateness,
+ * slow to forget it, so that the estimate sits near the upper end of
+ * what the sleeps see. */
+static void learn_lateness_locked(struct io_workers *w, uint64_t late_ns)
+{
+    if (late_ns > IO_TIMER_EARLY_MAX_NS)
+        late_ns = IO_TIMER_EARLY_MAX_NS;
+    if (late_ns > w->timer_late_ns)
+        w->timer_late_ns += (late_ns - w->timer_late_ns) / 4;
+    else
+        w->timer_late_ns -= (w->timer_late_ns - late_ns) / 16;
+}
+
+/* Whether the earliest timer entry falls due within the margin the last
+ * sleep left for it; *at: when. */
+static bool timer_near_locked(struct io_workers *w, uint64_t *at)
+{
+    uint64_t earliest = io__timer_queue_earliest(&w->timers);
+
+    if (earliest == UINT64_MAX || w->timer_margin_ns == 0)
+        return false;
+    *at = earliest;
+    return earliest <= io__clock_now() + w->timer_margin_ns;
 }
 
 /* Whether the ready watches are more than the workers awake (or about to
@@ -131,16 +172,24 @@ static bool wake_for_ready_locked(struct io_workers *w)
  * Called with w->lock held; returns with it held. */
 static void poll_locked(struct io_workers *w, bool sleep)
 {
+    uint64_t wake_at = 0;
+    int64_t timeout_ns;
     size_t woken;
 
     w->polling = true;
     w->poll_asleep = sleep;
     if (sleep)
         w->awake--;
-    woken = io__poller_wait_locked(w->poller, &w->lock, sleep ? sleep_ns_locked(w) : 0,
-                                   &w->ready);
+    timeout_ns = sleep ? sleep_ns_locked(w, &wake_at) : 0;
+    woken = io__poller_wait_locked(w->poller, &w->lock, timeout_ns, &w->ready);
     if (sleep)
         w->awake++;
+    if (wake_at != 0) {
+        uint64_t now = io__clock_now();
+
+        if (now >= wake_at)
+            learn_lateness_locked(w, now - wake_at);
+    }
     w->polling = false;
     w->ready_count += (unsigned)woken;
     /* This thread takes the ready watches; followers help with a
@@ -159,6 +208,7 @@ static void *worker_main(void *arg)
     unsigned turns_since_poll = 0, unflushed = 0;
     bool watched = false;
     struct io_task *t;
+    uint64_t due;
 
 #ifdef PR_SET_TIMERSLACK
     /* Linux lets a sleep with a timeout end up to the thread's timer
@@ -195,10 +245,22 @@ static void *worker_main(void *arg)
         /* Timer entries that fell due go to their owners first: a stream
          * of writes must not hold back a deadline. */
         if (timers_due(w)) {
+            w->timer_margin_ns = 0;
             pthread_mutex_unlock(&w->lock);
             io__timer_queue_expire(&w->timers, io__clock_now());
             unflushed++;
             pthread_mutex_lock(&w->lock);
+            continue;
+        }
+
+        /* The sleep before a timer ended early on purpose: watch for
+         * work until the timer is due. */
+        if (!w->polling && nothing_ready && timer_near_locked(w, &due)
+            && io_spin_begin_unconditionally(&w->spin, &spinner)) {
+            pthread_mutex_unlock(&w->lock);
+            io_spin_watch_until(&w->spin, &spinner, due);
+            pthread_mutex_lock(&w->lock);
+            io_spin_stop(&w->spin);
             continue;
         }
 
@@ -312,6 +374,7 @@ void io__workers_stop(struct io_workers *w)
 {
     pthread_mutex_lock(&w->lock);
     w->stopping = true;
+    io_spin_poke(&w->spin);
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
     io__poller_wake(w->poller);
@@ -403,6 +466,7 @@ void io__workers_timers_changed(struct io_workers *w)
 
     pthread_mutex_lock(&w->lock);
     wake = w->polling;
+    io_spin_poke(&w->spin);     /* a watch until the old earliest ends */
     pthread_mutex_unlock(&w->lock);
     if (wake)
         io__poller_wake(w->poller);

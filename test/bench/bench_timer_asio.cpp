@@ -44,7 +44,7 @@ struct Bench {
     // The measured waits: only the handler of the wait in progress (or
     // the main thread, before the first) touches these.
     unsigned long waits_done = 0;
-    bt_lateness late = { nullptr, 0 };
+    bt_lateness late = { nullptr, 0, 0.0 };
     std::atomic<unsigned long> cancelled{0}, ended{0}, wrong{0};
 
     std::unique_ptr<Timer> new_timer() { return std::unique_ptr<Timer>(new Timer(asio::make_strand(ctx))); }

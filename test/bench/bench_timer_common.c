@@ -91,6 +91,7 @@ int bt_lateness_init(struct bt_lateness *l, const struct bt_options *o)
 {
     l->count = o->waits;
     l->ns = calloc(o->waits, sizeof(*l->ns));
+    l->cpu0 = bt_cpu();
     if (l->ns == NULL) {
         fprintf(stderr, "out of memory for %lu lateness records\n", o->waits);
         return 1;
@@ -119,9 +120,11 @@ static double quantile_us(const struct bt_lateness *l, double q)
 
 void bt_report_lateness(const char *name, const struct bt_options *o, struct bt_lateness *l)
 {
+    double cpu_us = (bt_cpu() - l->cpu0) * 1e6 / (double)l->count;
+
     qsort(l->ns, l->count, sizeof(*l->ns), compare_ns);
-    printf("%s lateness %lu %lu %.1f %.1f %.1f\n", name, o->pending, l->count, quantile_us(l, 0.5),
-           quantile_us(l, 0.99), quantile_us(l, 1.0));
+    printf("%s lateness %lu %lu %.1f %.1f %.1f %.1f\n", name, o->pending, l->count, quantile_us(l, 0.5),
+           quantile_us(l, 0.99), quantile_us(l, 1.0), cpu_us);
 }
 
 void bt_report_cancel(const char *name, const struct bt_options *o, double wall_s, double cpu_s)

@@ -30,7 +30,7 @@
  *   --pending P --waits W --ops N --timers T --run-threads R --workers K --idle-ms MS
  *
  * Result lines, one per measurement, on stdout:
- *   NAME lateness P W p50_us p99_us max_us
+ *   NAME lateness P W p50_us p99_us max_us cpu_us_per_wait
  *   NAME cancel P N T ns_per_op cpu_ns_per_op
  *   NAME idle P MS cpu_percent_of_a_core
  */
@@ -83,6 +83,7 @@ double bt_cpu(void);
 struct bt_lateness {
     int64_t *ns;
     unsigned long count;
+    double cpu0;                /* the process's CPU time at bt_lateness_init() */
 };
 int bt_lateness_init(struct bt_lateness *l, const struct bt_options *o);
 void bt_lateness_free(struct bt_lateness *l);
