@@ -506,7 +506,7 @@ static const struct io_task_type send_timeout_fire_type;
 
 static void free_send_timeout(io_descriptor *d, struct io_send_timeout *st)
 {
-    io__timer_queue_unreserve(&io__descriptor_ctx(d)->workers.timers, 1);
+    io__timer_queue_unreserve(&io__descriptor_ctx(d)->workers.timers, 1, NULL);
     io__free(st);
 }
 

@@ -195,14 +195,32 @@ int io_timer_async_wait(io_timer *t, io_wait_handler handler, void *arg,
 {
     struct io_timer_queue *q;
     struct io_timer_wait *w;
-    bool at_once, earliest = false;
+    bool at_once, reserved, earliest = false;
 
     if (t == NULL || handler == NULL)
         return EINVAL;
     q = queue_of(t);
-    w = io__alloc(sizeof(*w));
-    if (w == NULL)
-        return ENOMEM;
+
+    /* A block and the heap's room, taken before anything else so that
+     * inserting cannot fail later: in the lock already when the queue has
+     * them (one lock round trip per start), else allocated and reserved
+     * with the lock released. */
+    pthread_mutex_lock(&q->lock);
+    w = io__timer_queue_take_spare_locked(q);
+    reserved = io__timer_queue_try_reserve_locked(q);
+    if (w == NULL || !reserved) {
+        pthread_mutex_unlock(&q->lock);
+        if (w == NULL && (w = io__alloc(sizeof(*w))) == NULL) {
+            if (reserved)
+                io__timer_queue_unreserve(q, 1, NULL);
+            return ENOMEM;
+        }
+        if (!reserved && io__timer_queue_reserve(q, 1) != 0) {
+            io__free(w);
+            return ENOMEM;
+        }
+        pthread_mutex_lock(&q->lock);
+    }
     *w = (struct io_timer_wait){
         .task = { NULL, &completion_type },
         .timer = t,
@@ -210,19 +228,6 @@ int io_timer_async_wait(io_timer *t, io_wait_handler handler, void *arg,
         .arg = arg,
     };
     io__timer_entry_init(&w->entry, &entry_type);
-
-    pthread_mutex_lock(&q->lock);
-    /* The heap's room, taken before anything else so that inserting cannot
-     * fail later: in the lock already when the array has it (one lock
-     * round trip per start), else reserved with the lock released. */
-    if (!io__timer_queue_try_reserve_locked(q)) {
-        pthread_mutex_unlock(&q->lock);
-        if (io__timer_queue_reserve(q, 1) != 0) {
-            io__free(w);
-            return ENOMEM;
-        }
-        pthread_mutex_lock(&q->lock);
-    }
     /* While the context shuts down, the workers watch no clock: the wait
      * is cancelled at once (still through the strand). */
     at_once = atomic_load(&t->ctx->shutting_down);
@@ -230,7 +235,7 @@ int io_timer_async_wait(io_timer *t, io_wait_handler handler, void *arg,
                                    : io__cancel_signal_attach(cancel, (struct io_cancel_attachment){
                                        &cancel_owner_ops, t, w }) != 0)) {
         pthread_mutex_unlock(&q->lock);
-        io__timer_queue_unreserve(q, 1);
+        io__timer_queue_unreserve(q, 1, NULL);
         io__free(w);
         return EBUSY;
     }
@@ -275,24 +280,27 @@ static size_t run_completion(struct io_task *task, struct io_run *run)
     return 1;
 }
 
-/* The handlers have returned: the waits give back their heap room and
- * their references, all of one context (one strand's batch). */
+/* The handlers have returned: the waits give back their heap room, their
+ * blocks and their references, all of one context (one strand's batch). */
 static void recycle_completions(struct io_task_queue *ended)
 {
     struct io_timer_queue *q =
         queue_of(io_container_of(ended->head, struct io_timer_wait, task)->timer);
+    struct io_timer_spare *spares = NULL;
     size_t n = 0;
     struct io_task *task;
 
     while ((task = io_task_queue_pop(ended)) != NULL) {
         struct io_timer_wait *w = io_container_of(task, struct io_timer_wait, task);
         io_timer *t = w->timer;
+        struct io_timer_spare *block = (struct io_timer_spare *)(void *)w;
 
-        io__free(w);
+        block->next = spares;
+        spares = block;
         release_refs(t, 1);
         n++;
     }
-    io__timer_queue_unreserve(q, n);
+    io__timer_queue_unreserve(q, n, spares);
 }
 
 static const struct io_task_type completion_type = { run_completion, recycle_completions };

@@ -12,6 +12,16 @@
 /* The array never shrinks below this many slots. */
 #define IO_TIMER_HEAP_MIN 16
 
+static void free_spares(struct io_timer_spare *s)
+{
+    while (s != NULL) {
+        struct io_timer_spare *next = s->next;
+
+        io__free(s);
+        s = next;
+    }
+}
+
 uint64_t io__clock_now(void)
 {
     struct timespec ts;
@@ -27,12 +37,15 @@ int io__timer_queue_init(struct io_timer_queue *q)
     q->capacity = 0;
     q->reserved = 0;
     q->next_order = 0;
+    q->spares = NULL;
+    q->spare_count = 0;
     atomic_init(&q->earliest, UINT64_MAX);
     return pthread_mutex_init(&q->lock, NULL);
 }
 
 void io__timer_queue_free(struct io_timer_queue *q)
 {
+    free_spares(q->spares);
     io__free(q->heap);
     pthread_mutex_destroy(&q->lock);
 }
@@ -148,30 +161,48 @@ int io__timer_queue_reserve(struct io_timer_queue *q, size_t n)
     }
 }
 
-void io__timer_queue_unreserve(struct io_timer_queue *q, size_t n)
+/* Keeps what the cap allows of the list spares; returns the rest.
+ * q->lock held. */
+static struct io_timer_spare *keep_spares_locked(struct io_timer_queue *q,
+                                                 struct io_timer_spare *spares)
 {
-    struct io_timer_entry **array, **spare;
+    while (spares != NULL && q->spare_count < IO_TIMER_SPARES_MAX) {
+        struct io_timer_spare *next = spares->next;
+
+        spares->next = q->spares;
+        q->spares = spares;
+        q->spare_count++;
+        spares = next;
+    }
+    return spares;
+}
+
+void io__timer_queue_unreserve(struct io_timer_queue *q, size_t n, struct io_timer_spare *spares)
+{
+    struct io_timer_entry **array, **unused;
     size_t capacity;
+    bool shrink;
 
     pthread_mutex_lock(&q->lock);
     q->reserved -= n;
+    spares = keep_spares_locked(q, spares);
     capacity = q->capacity / 2;
-    if (capacity < IO_TIMER_HEAP_MIN || q->reserved > capacity / 2) {
-        pthread_mutex_unlock(&q->lock);
-        return;
-    }
+    shrink = capacity >= IO_TIMER_HEAP_MIN && q->reserved <= capacity / 2;
     pthread_mutex_unlock(&q->lock);
+    free_spares(spares);
+    if (!shrink)
+        return;
     /* Down to a quarter: halve the array, with no lock held; a failure
      * only keeps the larger one. */
     array = new_array(capacity);
     if (array == NULL)
         return;
     pthread_mutex_lock(&q->lock);
-    spare = array;
+    unused = array;
     if (q->reserved <= capacity / 2 && q->capacity > capacity)
-        spare = swap_array_locked(q, array, capacity);
+        unused = swap_array_locked(q, array, capacity);
     pthread_mutex_unlock(&q->lock);
-    io__free(spare);
+    io__free(unused);
 }
 
 bool io__timer_queue_insert_locked(struct io_timer_queue *q, struct io_timer_entry *e,

@@ -12,6 +12,7 @@
 
 #include "alloc.h"
 #include "test_util.h"
+#include "timer_queue.h"     /* IO_TIMER_SPARES_MAX */
 
 #define MS 1000000ull
 
@@ -627,6 +628,47 @@ START_TEST(cancel_racing_expiry_counts_exactly_the_cancelled)
 }
 END_TEST
 
+/* A wait starts in the block of one that ended, as a timer re-armed from
+ * its handler does again and again: after the first, nothing is
+ * allocated.  A burst of waits leaves at most IO_TIMER_SPARES_MAX blocks
+ * behind. */
+START_TEST(repeated_waits_reuse_blocks_and_a_burst_leaves_a_bounded_cache)
+{
+    enum { REPEATS = 1000, BURST = 3 * IO_TIMER_SPARES_MAX };
+    io_context *ctx = tu_new_context(1);
+    io_timer *t = new_timer(ctx, NULL);
+    struct wait_rec *r = calloc(BURST, sizeof(*r));
+    size_t before = 0, live;
+
+    ck_assert_ptr_nonnull(r);
+    io_timer_expires_after(t, 3600 * 1000 * MS);
+    for (int i = 0; i <= REPEATS; i++) {
+        if (i == 1)
+            before = io__alloc_calls();     /* the first wait allocated its block */
+        recs_init(r, 1);
+        ck_assert_int_eq(wait_on(t, &r[0], NULL), 0);
+        ck_assert_uint_eq(io_timer_cancel(t), 1);
+        ck_assert_uint_eq(tu_run_marked(io_context_run_one, ctx), 1);
+        assert_ran_once(&r[0], ECANCELED);
+        io_context_restart(ctx);
+    }
+    ck_assert_uint_eq(io__alloc_calls() - before, 0);
+
+    live = io__alloc_live();
+    recs_init(r, BURST);
+    for (int i = 0; i < BURST; i++)
+        ck_assert_int_eq(wait_on(t, &r[i], NULL), 0);
+    ck_assert_uint_eq(io_timer_cancel(t), BURST);
+    ck_assert_uint_eq(tu_run_marked(io_context_run, ctx), BURST);
+    for (int i = 0; i < BURST; i++)
+        assert_ran_once(&r[i], ECANCELED);
+    ck_assert_uint_le(io__alloc_live(), live + IO_TIMER_SPARES_MAX);
+    io_timer_destroy(t);
+    free(r);
+    tu_destroy_context(ctx);
+}
+END_TEST
+
 /* Every allocation a timer makes may fail: the call says ENOMEM and
  * nothing is left behind or run. */
 START_TEST(allocation_failures_lose_nothing)
@@ -665,7 +707,8 @@ void tu_add_tests(Suite *s)
 {
     tu_add_tcase(s, "api", TU_TESTS(bad_arguments_are_refused, clock_is_monotonic_nanoseconds,
                                     expired_wait_completes_in_run_never_inside_the_call,
-                                    expires_after_saturates, allocation_failures_lose_nothing));
+                                    expires_after_saturates, allocation_failures_lose_nothing,
+                                    repeated_waits_reuse_blocks_and_a_burst_leaves_a_bounded_cache));
     tu_add_tcase(s, "expiry", TU_TESTS(never_completes_before_its_expiry,
                                        expired_waits_complete_in_expiry_then_start_order,
                                        ties_between_timers_complete_in_start_order,
