@@ -158,4 +158,4 @@ static void expired_locked(struct io_timer_entry *e, struct io_task_queue *later
     io_task_queue_push(later, &io_container_of(e, struct io_send_timeout, entry)->fire);
 }
 
-const struct io_timer_entry_type io_send_timeout_entry_type = { expired_locked };
+const struct io_timer_entry_type io_send_timeout_entry_type = { expired_locked, false };

@@ -268,7 +268,7 @@ static void expired_locked(struct io_timer_entry *e, struct io_task_queue *later
     end_wait_locked(&w->timer->ctx->workers.timers, w, 0);
 }
 
-static const struct io_timer_entry_type entry_type = { expired_locked };
+static const struct io_timer_entry_type entry_type = { expired_locked, true };
 
 /* A finished wait on its strand (struct io_task_type). */
 static size_t run_completion(struct io_task *task, struct io_run *run)

@@ -40,6 +40,7 @@ int io__timer_queue_init(struct io_timer_queue *q)
     q->spares = NULL;
     q->spare_count = 0;
     atomic_init(&q->earliest, UINT64_MAX);
+    atomic_init(&q->earliest_punctual, false);
     return pthread_mutex_init(&q->lock, NULL);
 }
 
@@ -93,6 +94,8 @@ static void sift_down(struct io_timer_queue *q, size_t i)
 
 static void publish_earliest_locked(struct io_timer_queue *q)
 {
+    atomic_store_explicit(&q->earliest_punctual, q->count > 0 && q->heap[0]->type->punctual,
+                          memory_order_relaxed);
     atomic_store_explicit(&q->earliest, q->count > 0 ? q->heap[0]->expiry : UINT64_MAX,
                           memory_order_release);
 }

@@ -25,7 +25,8 @@
  *   reservation count, the start counter and the spare blocks.
  *   q->earliest mirrors the
  *   expiry of the heap's top (UINT64_MAX when empty): written under the
- *   lock, read without it by the workers, who sleep until then.  Lock
+ *   lock, read without it by the workers, who sleep until then; so does
+ *   q->earliest_punctual, the top's type's punctual.  Lock
  *   order: a descriptor's lock, then q->lock, then (when an expired wait
  *   is handed to its strand) the strand's lock and the context's lock.
  *   Nothing takes q->lock while holding the workers' lock or a strand's.
@@ -54,6 +55,10 @@ struct io_timer_entry_type {
      * needs a lock that must not be taken under q->lock.
      */
     void (*expired_locked)(struct io_timer_entry *e, struct io_task_queue *later);
+    /* Whether its handler should run on the dot: the workers then spend
+     * a few microseconds watching before the expiry (worker.c).  A send
+     * timeout does without. */
+    bool punctual;
 };
 
 struct io_timer_entry {
@@ -81,6 +86,7 @@ struct io_timer_queue {
     struct io_timer_spare *spares;
     size_t spare_count;
     atomic_uint_fast64_t earliest;
+    atomic_bool earliest_punctual;  /* the type of the heap's top says so */
 };
 
 /* The timers' clock: CLOCK_MONOTONIC in nanoseconds. */
@@ -141,6 +147,12 @@ bool io__timer_queue_remove_locked(struct io_timer_queue *q, struct io_timer_ent
 static inline uint64_t io__timer_queue_earliest(struct io_timer_queue *q)
 {
     return atomic_load_explicit(&q->earliest, memory_order_acquire);
+}
+
+/* Whether the earliest entry is punctual (its type's).  No lock needed. */
+static inline bool io__timer_queue_earliest_punctual(struct io_timer_queue *q)
+{
+    return atomic_load_explicit(&q->earliest_punctual, memory_order_relaxed);
 }
 
 /* Hands every entry due at now to its type, in order.  No lock held. */

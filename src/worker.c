@@ -72,7 +72,8 @@
  * timer is due: the handler then runs on time instead of that much late.
  * At most this much early, and at most one IO_TIMER_WATCH_SHARE-th of
  * the time to the timer, so that the watches take at most that share of
- * a core whatever the timers are. */
+ * a core whatever the timers are.  Only for timer waits: a send timeout
+ * can be a wake-up latency late, and a server may have many. */
 #define IO_TIMER_EARLY_MAX_NS 150000
 #define IO_TIMER_WATCH_SHARE 8
 
@@ -107,7 +108,9 @@ static int64_t sleep_ns_locked(struct io_workers *w, uint64_t *wake_at)
     if (earliest <= now)
         return 0;
     margin = (earliest - now) / IO_TIMER_WATCH_SHARE;
-    w->timer_margin_ns = margin < w->timer_late_ns ? margin : w->timer_late_ns;
+    if (margin > w->timer_late_ns)
+        margin = w->timer_late_ns;
+    w->timer_margin_ns = io__timer_queue_earliest_punctual(&w->timers) ? margin : 0;
     *wake_at = earliest - w->timer_margin_ns;
     return *wake_at - now > INT64_MAX ? INT64_MAX : (int64_t)(*wake_at - now);
 }
