@@ -23,10 +23,9 @@
  * Data and locking:
  *   q->lock guards the heap, the entries' expiry, order and index, the
  *   reservation count, the start counter and the spare blocks.
- *   q->earliest mirrors the
- *   expiry of the heap's top (UINT64_MAX when empty): written under the
- *   lock, read without it by the workers, who sleep until then; so does
- *   q->earliest_punctual, the top's type's punctual.  Lock
+ *   q->earliest mirrors the expiry of the heap's top (UINT64_MAX when
+ *   empty), and q->earliest_punctual its type's punctual: written under
+ *   the lock, read without it by the workers, who sleep until then.  Lock
  *   order: a descriptor's lock, then q->lock, then (when an expired wait
  *   is handed to its strand) the strand's lock and the context's lock.
  *   Nothing takes q->lock while holding the workers' lock or a strand's.

@@ -134,7 +134,8 @@ static bool timer_near_locked(struct io_workers *w, uint64_t *at)
 {
     uint64_t earliest = io__timer_queue_earliest(&w->timers);
 
-    if (earliest == UINT64_MAX || w->timer_margin_ns == 0)
+    if (earliest == UINT64_MAX || w->timer_margin_ns == 0
+        || !io__timer_queue_earliest_punctual(&w->timers))
         return false;
     *at = earliest;
     return earliest <= io__clock_now() + w->timer_margin_ns;

@@ -5,8 +5,8 @@
  * pending, each cancel signal type, destroy, context destroy) ends it
  * exactly once with ECANCELED and is counted, a cancel racing the expiry
  * either counts or finds error 0, destroy from a handler, a pending wait
- * keeps run going, a new earliest wait wakes the sleeping workers, and
- * allocation failures lose nothing.
+ * keeps run going, a new earliest wait wakes the sleeping workers,
+ * allocation failures lose nothing, and repeated waits allocate nothing.
  */
 #include <errno.h>
 
