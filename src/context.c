@@ -85,6 +85,16 @@ static void wake_runner(io_context *ctx, bool wake)
         pthread_cond_signal(&ctx->ready_cond);
 }
 
+/* Tasks were just queued on ctx->ready: releases ctx->lock, then wakes a
+ * run thread if one waits.  Called with ctx->lock held. */
+static void unlock_and_wake_runner(io_context *ctx)
+{
+    bool wake = runner_waits_locked(ctx);
+
+    pthread_mutex_unlock(&ctx->lock);
+    wake_runner(ctx, wake);
+}
+
 /* Drops n units of work; the one that reaches zero stops the context, as
  * Asio's scheduler does, which wakes every run thread waiting for work. */
 static void finish_work_locked(io_context *ctx, size_t n)
@@ -374,7 +384,6 @@ void io_context_work_finished(io_context *ctx)
 int io_context_post(io_context *ctx, io_handler fn, void *arg)
 {
     struct io_handler_node *node;
-    bool wake;
 
     if (ctx == NULL || fn == NULL)
         return EINVAL;
@@ -384,9 +393,7 @@ int io_context_post(io_context *ctx, io_handler fn, void *arg)
         return ENOMEM;
     io__context_add_work(ctx, 1);
     io_task_queue_push(&ctx->ready, &node->task);
-    wake = runner_waits_locked(ctx);
-    pthread_mutex_unlock(&ctx->lock);
-    wake_runner(ctx, wake);
+    unlock_and_wake_runner(ctx);
     return 0;
 }
 
@@ -467,30 +474,23 @@ void io__context_defer_pushes(io_context *ctx)
 void io__context_flush_pushes(void)
 {
     io_context *ctx = deferred.ctx;
-    bool wake;
 
     if (ctx == NULL || io_task_queue_is_empty(&deferred.tasks))
         return;
     pthread_mutex_lock(&ctx->lock);
     io_task_queue_splice(&ctx->ready, &deferred.tasks);
-    wake = runner_waits_locked(ctx);
-    pthread_mutex_unlock(&ctx->lock);
-    wake_runner(ctx, wake);
+    unlock_and_wake_runner(ctx);
 }
 
 void io__context_push_ready(io_context *ctx, struct io_task *t)
 {
-    bool wake;
-
     if (deferred.ctx == ctx) {
         io_task_queue_push(&deferred.tasks, t);
         return;
     }
     pthread_mutex_lock(&ctx->lock);
     io_task_queue_push(&ctx->ready, t);
-    wake = runner_waits_locked(ctx);
-    pthread_mutex_unlock(&ctx->lock);
-    wake_runner(ctx, wake);
+    unlock_and_wake_runner(ctx);
 }
 
 bool io__context_is_stopped(io_context *ctx)

@@ -148,11 +148,15 @@ static bool backlog_locked(const struct io_workers *w)
     return w->ready_count > IO_READY_PER_AWAKE_WORKER * (w->awake + w->signalled);
 }
 
-/* Wakes one idle follower.  Called with w->lock held and w->idle > w->signalled. */
-static void signal_follower_locked(struct io_workers *w)
+/* Wakes one idle follower not already signalled; false when there is
+ * none.  Called with w->lock held. */
+static bool signal_follower_locked(struct io_workers *w)
 {
+    if (w->idle <= w->signalled)
+        return false;
     w->signalled++;
     pthread_cond_signal(&w->cond);
+    return true;
 }
 
 /* Sees to it that some worker looks at ready soon: one awake does before
@@ -165,10 +169,8 @@ static bool wake_for_ready_locked(struct io_workers *w)
         return false;
     if (w->awake + w->signalled > 0 && !backlog_locked(w))
         return false;
-    if (w->idle > w->signalled) {
-        signal_follower_locked(w);
+    if (signal_follower_locked(w))
         return false;
-    }
     return w->polling && w->poll_asleep;
 }
 
@@ -198,10 +200,10 @@ static void poll_locked(struct io_workers *w, bool sleep)
     w->ready_count += (unsigned)woken;
     /* This thread takes the ready watches; followers help with a
      * backlog, and one takes over polling if some are still armed. */
-    while (w->idle > w->signalled && backlog_locked(w))
-        signal_follower_locked(w);
-    if (woken > 0 && io__poller_has_armed_locked(w->poller) && w->idle > w->signalled)
-        signal_follower_locked(w);
+    while (backlog_locked(w) && signal_follower_locked(w))
+        continue;
+    if (woken > 0 && io__poller_has_armed_locked(w->poller))
+        (void)signal_follower_locked(w);
 }
 
 static void *worker_main(void *arg)
@@ -435,8 +437,8 @@ int io__workers_park(struct io_workers *w, struct io_watch *watch)
         ;   /* the owner ends its ops with err */
     else if (w->polling)
         wake = !io__poller_wait_sees_new_arms();
-    else if (w->idle > w->signalled)
-        signal_follower_locked(w);
+    else
+        (void)signal_follower_locked(w);
     pthread_mutex_unlock(&w->lock);
     if (wake)
         io__poller_wake(w->poller);
