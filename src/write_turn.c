@@ -246,6 +246,11 @@ enum io_turn_end io__write_turn_locked(io_descriptor *d, struct iovec *scratch,
     if (held) {
         int fd = d->watch.fd;
 
+        /* What ended goes to the strand before d->lock is let go: a write
+         * started meanwhile with nothing to write and nothing queued ends
+         * at once, and must not reach the strand ahead of the ops it
+         * follows (found by fuzz_api). */
+        io__op_queue_hand_over_locked(d, done);
         pthread_mutex_unlock(&d->lock);
         push_held_bytes(fd);
         pthread_mutex_lock(&d->lock);
