@@ -219,10 +219,11 @@ table() {
     local file=$1
     shift
     awk -v order="$*" "$AWK_STATS"'
-        { c = ++count[$1]; for (k = 2; k <= 9; k++) val[$1, c, k] = $k }
+        { c = ++count[$1]; for (k = 2; k <= 16; k++) val[$1, c, k] = $k }
         END {
-            printf "    %-6s %11s %9s %7s %10s %9s %10s %10s %11s %11s %10s\n", "", "msgs/s", "MB/s", "CPU s",
-                   "writes/msg", "p50 us", "p99 us", "mallocs/op", "peak RSS kB", "ioctx/peer", "p99 ratio"
+            printf "    %-6s %11s %9s %7s %10s %9s %10s %10s %11s %9s %8s %11s %10s\n", "", "msgs/s", "MB/s",
+                   "CPU s", "writes/msg", "p50 us", "p99 us", "mallocs/op", "peak RSS kB", "reads/msg",
+                   "rd CPU s", "ioctx/peer", "p99 ratio"
             n = split(order, names, " ")
             base = count["ioctx"] ? median("ioctx", 2) : "na"
             base99 = count["ioctx"] ? median("ioctx", 7) : "na"
@@ -234,11 +235,12 @@ table() {
                 m99 = median(name, 7)
                 vs_peer = name == "ioctx" ? "" : ratio(base, m)
                 vs_peer99 = (name == "ioctx" || name == "raw") ? "" : ratio(base99, m99)
-                printf "    %-6s %s %s %s %s %s %s %s %s %11s %10s\n", name,
+                printf "    %-6s %s %s %s %s %s %s %s %s %s %s %11s %10s\n", name,
                        cell(11, 0, m), cell(9, 1, median(name, 3)), cell(7, 2, median(name, 4)),
                        cell(10, 3, median(name, 5)), cell(9, 1, median(name, 6)),
                        cell(10, 1, m99), cell(10, 3, median(name, 8)),
-                       cell(11, 0, median(name, 9)), vs_peer, vs_peer99
+                       cell(11, 0, median(name, 9)), cell(9, 3, median(name, 15)),
+                       cell(8, 2, median(name, 16)), vs_peer, vs_peer99
             }
         }' "$file"
 }
@@ -446,6 +448,9 @@ if want write; then
     echo "    p50/p99 us: submit to completion handler (raw: before the lock to after the writev)"
     echo "    mallocs/op: malloc/calloc/realloc/aligned calls (interposer) during the run, per message"
     echo "    peak RSS kB: getrusage ru_maxrss; ioctx/peer: ioctx's msgs/s over the peer's"
+    echo "    reads/msg, rd CPU s: the readers' read() calls per message and their CPU time (in CPU s):"
+    echo "      readers that find several messages per read cost less, and they do where the writers keep"
+    echo "      both cores busy (raw's producers never wait for a completion)"
     echo "    p99 ratio: ioctx's p99 over the peer's (below 1: ioctx is faster; raw, synchronous, is left out)"
     for scenario in "${scenarios[@]}"; do
         size=${scenario%%:*}

@@ -12,7 +12,8 @@
  *   the producer takes buffers from it, completion handlers give them back.
  *   Each latency record is written once, by the handler of its message,
  *   and read by the main thread after every thread that ran handlers has
- *   been joined.  A reader owns its connections' read ends and states.
+ *   been joined.  A reader owns its connections' read ends and states,
+ *   and its counts, which the main thread reads after joining it.
  *   done_lock guards all_done, which the handler of the last message sets.
  */
 #include "bench_write_common.h"
@@ -80,6 +81,8 @@ struct bw_reader {
     struct bw_bench *bench;
     pthread_t thread;
     unsigned id;
+    unsigned long long reads;   /* read() calls */
+    double cpu_seconds;         /* the thread's user+sys time, whole life */
 };
 
 struct bw_state {
@@ -528,6 +531,11 @@ static void verify(struct bw_bench *b, struct bw_rconn *rc, const unsigned char 
     }
 }
 
+static double seconds(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
 /* Readers wait with epoll, so a wake-up costs what is ready, not the
  * number of connections: with thousands of them a poll() scan would cost
  * more than the writes being measured, the same for every program. */
@@ -579,6 +587,8 @@ static void *read_all(void *arg)
             struct bw_rconn *rc = events[i].data.ptr;
             ssize_t n = read(rc->fd, buf, BW_READ_CHUNK);
 
+            r->reads++;
+
             if (n > 0)
                 verify(b, rc, buf, (size_t)n);
             else if (n == 0)
@@ -592,6 +602,14 @@ static void *read_all(void *arg)
                 left--;
             }
         }
+    }
+    /* A reader lives from bw_start() to bw_stop(): its whole CPU time is
+     * the run's (and part of the process's). */
+    {
+        struct rusage ru;
+
+        if (getrusage(RUSAGE_THREAD, &ru) == 0)
+            r->cpu_seconds = seconds(ru.ru_utime) + seconds(ru.ru_stime);
     }
     close(ep);
     free(buf);
@@ -893,11 +911,6 @@ static float select_kth(float *v, size_t n, size_t k)
     return v[want];
 }
 
-static double seconds(struct timeval tv)
-{
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 static void format_or_na(char *buf, size_t size, const char *fmt, double v, bool known)
 {
     if (known)
@@ -916,6 +929,8 @@ int bw_report(struct bw_bench *b, long long writes)
     unsigned long stuck = atomic_load(&s->stuck_completed), wrong = atomic_load(&s->stuck_wrong);
     int64_t live = bench_live_bytes() - s->live0;   /* first: printf may allocate */
     char wpm[32], mpo[32], close_us[32], idle[32];
+    unsigned long long reads = 0;
+    double reader_cpu = 0;
     float p50, p99;
 
     if (failed != 0 || completed != s->total) {
@@ -934,6 +949,10 @@ int bw_report(struct bw_bench *b, long long writes)
                 err > 0 ? strerror(err) : err < 0 ? "success" : "none");
         return 1;
     }
+    for (unsigned r = 0; r < b->o.readers; r++) {
+        reads += s->readers[r].reads;
+        reader_cpu += s->readers[r].cpu_seconds;
+    }
     p50 = select_kth(s->latency_us, s->total, (s->total - 1) / 2);
     p99 = select_kth(s->latency_us, s->total, (size_t)((double)(s->total - 1) * 0.99));
     format_or_na(wpm, sizeof(wpm), "%.4f", (double)writes / total, writes >= 0);
@@ -942,9 +961,9 @@ int bw_report(struct bw_bench *b, long long writes)
     format_or_na(close_us, sizeof(close_us), "%.1f", s->close_seconds * 1e6, b->o.slow > 0);
     format_or_na(idle, sizeof(idle), "%.0f", (double)live / bw_conns(b),
                  b->o.idle_bytes && bench_counting_available());
-    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld %u %s %s %u %lu\n", b->name, total / elapsed,
+    printf("%s %.0f %.2f %.3f %s %.1f %.1f %s %ld %u %s %s %u %lu %.3f %.3f\n", b->name, total / elapsed,
            total * (double)b->o.size / elapsed / 1e6, cpu, wpm, p50, p99, mpo, s->ru1.ru_maxrss,
-           b->o.slow, close_us, idle, b->o.window, s->total);
+           b->o.slow, close_us, idle, b->o.window, s->total, (double)reads / total, reader_cpu);
     fflush(stdout);
     return 0;
 }

@@ -52,12 +52,15 @@
  *
  * Each program prints one line on stdout:
  *   NAME msgs_per_s MB_per_s cpu_s writes_per_msg p50_us p99_us mallocs_per_op peak_rss_kb
- *        slow close_us idle_bytes_per_conn window messages
+ *        slow close_us idle_bytes_per_conn window messages reads_per_msg reader_cpu_s
  * ("na" where a number is unavailable): slow is K, close_us the time of
  * the K close calls in all (na when K is 0), idle_bytes_per_conn na
  * without --idle-bytes; window is F and messages M * P, the run's
  * messages in all, so that a line read alone says how to turn cpu_s into
- * CPU per message.  Or "NAME skipped REASON" and exit 77 when the
+ * CPU per message; reads_per_msg the readers' read() calls per message
+ * and reader_cpu_s their CPU time (part of cpu_s): the same readers serve
+ * every program, and how often they find a message waiting depends on
+ * how the program's threads share the cores with them.  Or "NAME skipped REASON" and exit 77 when the
  * system refuses the library (io_uring in a sandbox), the program sits
  * out an option (--slow for the blocking raw writer and io_uring), or
  * RLIMIT_NOFILE is too low.
