@@ -536,6 +536,16 @@ static double seconds(struct timeval tv)
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
+/* The calling thread's user + system time so far; 0 if unknown. */
+static double thread_cpu_seconds(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_THREAD, &ru) != 0)
+        return 0;
+    return seconds(ru.ru_utime) + seconds(ru.ru_stime);
+}
+
 /* Readers wait with epoll, so a wake-up costs what is ready, not the
  * number of connections: with thousands of them a poll() scan would cost
  * more than the writes being measured, the same for every program. */
@@ -588,7 +598,6 @@ static void *read_all(void *arg)
             ssize_t n = read(rc->fd, buf, BW_READ_CHUNK);
 
             r->reads++;
-
             if (n > 0)
                 verify(b, rc, buf, (size_t)n);
             else if (n == 0)
@@ -605,12 +614,7 @@ static void *read_all(void *arg)
     }
     /* A reader lives from bw_start() to bw_stop(): its whole CPU time is
      * the run's (and part of the process's). */
-    {
-        struct rusage ru;
-
-        if (getrusage(RUSAGE_THREAD, &ru) == 0)
-            r->cpu_seconds = seconds(ru.ru_utime) + seconds(ru.ru_stime);
-    }
+    r->cpu_seconds = thread_cpu_seconds();
     close(ep);
     free(buf);
     free(rcs);

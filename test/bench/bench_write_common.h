@@ -59,11 +59,11 @@
  * messages in all, so that a line read alone says how to turn cpu_s into
  * CPU per message; reads_per_msg the readers' read() calls per message
  * and reader_cpu_s their CPU time (part of cpu_s): the same readers serve
- * every program, and how often they find a message waiting depends on
- * how the program's threads share the cores with them.  Or "NAME skipped REASON" and exit 77 when the
- * system refuses the library (io_uring in a sandbox), the program sits
- * out an option (--slow for the blocking raw writer and io_uring), or
- * RLIMIT_NOFILE is too low.
+ * every program, and how many messages they find per read depends on how
+ * the program's threads share the cores with them.  Or "NAME skipped
+ * REASON" and exit 77 when the system refuses the library (io_uring in a
+ * sandbox), the program sits out an option (--slow for the blocking raw
+ * writer and io_uring), or RLIMIT_NOFILE is too low.
  */
 #ifndef IOCTX_BENCH_WRITE_COMMON_H
 #define IOCTX_BENCH_WRITE_COMMON_H
